@@ -1,0 +1,20 @@
+//! nft-tracer's eBPF programs.
+//!
+//! Built by the recorder's `build.rs` (aya-build) for `bpfel-unknown-none`
+//! with nightly and `-Z build-std=core`, then embedded into `nft-recorder`.
+//! One module per event source; `skb.rs` holds what they share: reading
+//! packet metadata through BTF-derived offsets and emitting the event.
+#![no_std]
+#![no_main]
+
+mod function;
+mod maps;
+mod skb;
+mod tracepoint;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // The verifier rejects any reachable panic; this is never executed.
+    loop {}
+}

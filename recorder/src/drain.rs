@@ -1,0 +1,96 @@
+//! Reads events and loss counters out of a loaded object.
+
+use aya::maps::{MapData, PerCpuArray, RingBuf};
+use nft_schema::raw::{names, LossReason, SkbEvent, LOSS_REASONS};
+
+use crate::loader::LoadedObject;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DrainError {
+    #[error("eBPF object has no map {0}")]
+    NoMap(&'static str),
+    #[error("map {name}: {source}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("ring buffer record of {got} bytes, expected {expected}: eBPF object and recorder disagree on the event layout")]
+    BadRecord { got: usize, expected: usize },
+}
+
+/// The consumer side of the `EVENTS` ring buffer.
+pub struct EventReader {
+    ring: RingBuf<MapData>,
+}
+
+impl EventReader {
+    /// Takes the ring buffer out of `obj` (one reader per object).
+    pub fn take(obj: &mut LoadedObject) -> Result<Self, DrainError> {
+        let map = obj
+            .ebpf
+            .take_map(names::MAP_EVENTS)
+            .ok_or(DrainError::NoMap(names::MAP_EVENTS))?;
+        let ring = RingBuf::try_from(map).map_err(|source| DrainError::Map {
+            name: names::MAP_EVENTS,
+            source,
+        })?;
+        Ok(Self { ring })
+    }
+
+    /// Appends every event available now to `out`; returns how many.
+    pub fn drain_into(&mut self, out: &mut Vec<SkbEvent>) -> Result<usize, DrainError> {
+        let mut n = 0;
+        while let Some(item) = self.ring.next() {
+            out.push(parse_event(&item)?);
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// The ring buffer's file descriptor, for polling.
+    pub fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.ring.as_raw_fd()
+    }
+}
+
+/// Decodes one ring buffer record. Records are copied out because the ring
+/// buffer gives no alignment guarantee for our u64 fields.
+pub fn parse_event(bytes: &[u8]) -> Result<SkbEvent, DrainError> {
+    let expected = std::mem::size_of::<SkbEvent>();
+    if bytes.len() < expected {
+        return Err(DrainError::BadRecord {
+            got: bytes.len(),
+            expected,
+        });
+    }
+    // SAFETY: length checked; SkbEvent is Pod (any bit pattern is valid).
+    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<SkbEvent>()) })
+}
+
+/// Per-CPU loss counters: `(cpu, reason, count)` for every non-zero slot.
+pub fn read_losses(obj: &LoadedObject) -> Result<Vec<(u32, LossReason, u64)>, DrainError> {
+    let map = obj
+        .ebpf
+        .map(names::MAP_LOSSES)
+        .ok_or(DrainError::NoMap(names::MAP_LOSSES))?;
+    let losses: PerCpuArray<_, u64> =
+        PerCpuArray::try_from(map).map_err(|source| DrainError::Map {
+            name: names::MAP_LOSSES,
+            source,
+        })?;
+    let mut out = Vec::new();
+    for (index, reason) in (0..LOSS_REASONS).zip([LossReason::RingbufFull, LossReason::NoConfig]) {
+        let per_cpu = losses.get(&index, 0).map_err(|source| DrainError::Map {
+            name: names::MAP_LOSSES,
+            source,
+        })?;
+        for (cpu, count) in per_cpu.iter().enumerate() {
+            if *count != 0 {
+                out.push((cpu as u32, reason, *count));
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,213 @@
+//! Struct field offsets from BTF (btf-rs). aya-ebpf applies no CO-RE
+//! relocations, so every offset the programs use is looked up here, in the
+//! running kernel's BTF (or another kernel's BTF file), and handed to them in
+//! `ProbeConfig`. Nothing is hard-coded per kernel.
+
+use std::path::{Path, PathBuf};
+
+use btf_rs::{Btf, Type};
+use nft_schema::raw::{KernelOffsets, OFFSET_MISSING};
+
+/// Where the running kernel exposes its BTF.
+pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BtfError {
+    #[error("cannot read BTF from {path}: {source} (is the kernel built with CONFIG_DEBUG_INFO_BTF?)")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: btf_rs::Error,
+    },
+    #[error("BTF has no struct {0}")]
+    NoStruct(String),
+    #[error("BTF struct {strukt} has no field {field}")]
+    NoField { strukt: String, field: String },
+    #[error("BTF field {strukt}.{field} is a bitfield; only byte-aligned fields can be read")]
+    Bitfield { strukt: String, field: String },
+    #[error("BTF lookup failed: {0}")]
+    Btf(#[from] btf_rs::Error),
+}
+
+/// A parsed BTF file and the lookups the recorder needs from it.
+pub struct KernelBtf {
+    btf: Btf,
+    path: PathBuf,
+}
+
+impl KernelBtf {
+    /// The running kernel's BTF.
+    pub fn running() -> Result<Self, BtfError> {
+        Self::from_file(Path::new(VMLINUX_BTF))
+    }
+
+    /// Any kernel's BTF file (for example one extracted from a Debian
+    /// package), so discovery can run root-less against other kernels.
+    pub fn from_file(path: &Path) -> Result<Self, BtfError> {
+        let btf = Btf::from_file(path).map_err(|source| BtfError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(Self {
+            btf,
+            path: path.to_owned(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Byte offset of `path` (dot-separated, e.g. `ns.inum`) inside struct
+    /// `strukt`. Members of anonymous structs and unions are searched too,
+    /// since the kernel nests many fields in them (`sk_buff.dev` is one).
+    pub fn field_offset(&self, strukt: &str, path: &str) -> Result<u32, BtfError> {
+        let mut current = self.find_struct(strukt)?;
+        let mut total_bits = 0u32;
+        let mut owner = strukt.to_string();
+        let mut parts = path.split('.').peekable();
+        while let Some(field) = parts.next() {
+            let (bits, member_type) =
+                self.find_member(&current, field)?
+                    .ok_or_else(|| BtfError::NoField {
+                        strukt: owner.clone(),
+                        field: field.to_string(),
+                    })?;
+            total_bits += bits;
+            if parts.peek().is_some() {
+                current = self.as_struct(member_type).ok_or_else(|| BtfError::NoStruct(
+                    format!("{owner}.{field}"),
+                ))?;
+                owner = format!("{owner}.{field}");
+            }
+        }
+        if total_bits % 8 != 0 {
+            return Err(BtfError::Bitfield {
+                strukt: strukt.to_string(),
+                field: path.to_string(),
+            });
+        }
+        Ok(total_bits / 8)
+    }
+
+    /// Offsets of every field the eBPF programs read. A field the kernel
+    /// does not have becomes `OFFSET_MISSING` and is listed in the second
+    /// value, so callers can say what will be absent.
+    pub fn kernel_offsets(&self) -> Result<(KernelOffsets, Vec<String>), BtfError> {
+        let mut missing = Vec::new();
+        let mut get = |strukt: &str, path: &str| match self.field_offset(strukt, path) {
+            Ok(off) => Ok(off),
+            Err(BtfError::NoField { .. } | BtfError::Bitfield { .. }) => {
+                missing.push(format!("{strukt}.{path}"));
+                Ok(OFFSET_MISSING)
+            }
+            Err(e) => Err(e),
+        };
+        let offsets = KernelOffsets {
+            skb_len: get("sk_buff", "len")?,
+            skb_mark: get("sk_buff", "mark")?,
+            skb_protocol: get("sk_buff", "protocol")?,
+            skb_dev: get("sk_buff", "dev")?,
+            dev_ifindex: get("net_device", "ifindex")?,
+            dev_nd_net: get("net_device", "nd_net")?,
+            net_inum: get("net", "ns.inum")?,
+        };
+        Ok((offsets, missing))
+    }
+
+    fn find_struct(&self, name: &str) -> Result<btf_rs::Struct, BtfError> {
+        for ty in self.btf.resolve_types_by_name(name).unwrap_or_default() {
+            if let Type::Struct(s) = ty {
+                if !s.members.is_empty() {
+                    return Ok(s);
+                }
+            }
+        }
+        Err(BtfError::NoStruct(name.to_string()))
+    }
+
+    /// Follows typedefs and qualifiers to a struct or union.
+    fn as_struct(&self, ty: Type) -> Option<btf_rs::Struct> {
+        let mut ty = ty;
+        for _ in 0..16 {
+            match ty {
+                Type::Struct(s) | Type::Union(s) => return Some(s),
+                Type::Typedef(_) | Type::Const(_) | Type::Volatile(_) | Type::Restrict(_) => {
+                    ty = self.btf.resolve_chained_type(ty.as_btf_type()?).ok()?;
+                }
+                _ => return None,
+            }
+        }
+        None
+    }
+
+    /// Finds `field` in `s`, descending into anonymous members. Returns the
+    /// bit offset from the start of `s` and the member's type.
+    fn find_member(
+        &self,
+        s: &btf_rs::Struct,
+        field: &str,
+    ) -> Result<Option<(u32, Type)>, BtfError> {
+        for member in &s.members {
+            let name = self.btf.resolve_name(member).unwrap_or_default();
+            let ty = self.btf.resolve_chained_type(member)?;
+            if name == field {
+                if member.bitfield_size().is_some_and(|size| size != 0) {
+                    return Err(BtfError::Bitfield {
+                        strukt: "?".into(),
+                        field: field.into(),
+                    });
+                }
+                return Ok(Some((member.bit_offset(), ty)));
+            }
+            if name.is_empty() {
+                if let Some(inner) = self.as_struct(ty) {
+                    if let Some((bits, t)) = self.find_member(&inner, field)? {
+                        return Ok(Some((member.bit_offset() + bits, t)));
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Runs against the BTF of the machine running the tests; every kernel
+    // nft-tracer supports has BTF at this path.
+    fn running() -> KernelBtf {
+        KernelBtf::running().expect("the test machine's kernel has BTF")
+    }
+
+    #[test]
+    fn sk_buff_offsets_are_found_including_anonymous_members() {
+        let btf = running();
+        let (offsets, missing) = btf.kernel_offsets().unwrap();
+        assert!(missing.is_empty(), "missing: {missing:?}");
+        // `dev` lives in an anonymous union inside an anonymous struct; it
+        // follows next/prev (two pointers) on every kernel since 4.x.
+        assert_eq!(offsets.skb_dev, 16);
+        assert!(offsets.skb_len > offsets.skb_dev && offsets.skb_len < 256);
+        assert_ne!(offsets.net_inum, OFFSET_MISSING);
+    }
+
+    #[test]
+    fn unknown_struct_and_field_are_clear_errors() {
+        let btf = running();
+        let e = btf.field_offset("no_such_struct_xyz", "len").unwrap_err();
+        assert_eq!(e.to_string(), "BTF has no struct no_such_struct_xyz");
+        let e = btf.field_offset("sk_buff", "no_such_field").unwrap_err();
+        assert_eq!(e.to_string(), "BTF struct sk_buff has no field no_such_field");
+    }
+
+    #[test]
+    fn missing_btf_file_says_so() {
+        let e = KernelBtf::from_file(Path::new("/nonexistent/vmlinux"))
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("/nonexistent/vmlinux"), "{e}");
+    }
+}

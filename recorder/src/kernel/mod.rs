@@ -1,0 +1,5 @@
+//! What the running kernel offers, read at start-up: struct field offsets
+//! from BTF, network namespace identities.
+
+pub mod btf;
+pub mod netns;

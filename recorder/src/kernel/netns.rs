@@ -1,0 +1,26 @@
+//! Network namespace identities: the inode number the eBPF programs compare
+//! against `net->ns.inum`.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+/// Inode of a network namespace file (`/run/netns/NAME`, `/proc/PID/ns/net`).
+pub fn netns_inode(path: &Path) -> std::io::Result<u32> {
+    let ino = std::fs::metadata(path)?.ino();
+    u32::try_from(ino).map_err(|_| std::io::Error::other(format!("netns inode {ino} exceeds u32")))
+}
+
+/// Resolves `--netns NAME|PATH`: a bare name means `/run/netns/NAME` (as
+/// `ip netns` creates them).
+pub fn netns_path(name_or_path: &str) -> std::path::PathBuf {
+    if name_or_path.contains('/') {
+        name_or_path.into()
+    } else {
+        Path::new("/run/netns").join(name_or_path)
+    }
+}
+
+/// Inode of the calling thread's own network namespace.
+pub fn own_netns_inode() -> std::io::Result<u32> {
+    netns_inode(Path::new("/proc/thread-self/ns/net"))
+}

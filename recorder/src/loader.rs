@@ -1,0 +1,67 @@
+//! Loads the embedded eBPF object with a probe id and writes its `CONFIG`.
+//!
+//! tp_btf and fentry programs fix their target at load time, so every probe
+//! gets its own load of the object; `probe_id` tells its events apart.
+
+use aya::{
+    maps::{Array, MapError},
+    Btf, Ebpf, EbpfError, EbpfLoader,
+};
+use nft_schema::raw::{names, ProbeConfig};
+
+use crate::ebpf_object::EBPF_OBJECT;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("loading the eBPF object failed: {0}")]
+    Ebpf(#[from] EbpfError),
+    #[error("eBPF object has no map {0}")]
+    NoMap(&'static str),
+    #[error("writing map {name} failed: {source}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: MapError,
+    },
+}
+
+/// One load of the eBPF object, configured.
+pub struct LoadedObject {
+    pub ebpf: Ebpf,
+}
+
+/// What to load with.
+pub struct LoadOptions<'a> {
+    pub probe_id: u32,
+    pub config: ProbeConfig,
+    /// Ring buffer size in bytes (a power of two, multiple of the page size).
+    pub ringbuf_bytes: u32,
+    /// The running kernel's BTF as aya needs it (for tp_btf/fentry targets).
+    pub btf: Option<&'a Btf>,
+}
+
+impl LoadedObject {
+    pub fn load(opts: &LoadOptions<'_>) -> Result<Self, LoadError> {
+        let mut loader = EbpfLoader::new();
+        loader
+            .btf(opts.btf)
+            .override_global(names::GLOBAL_PROBE_ID, &opts.probe_id, true)
+            .map_max_entries(names::MAP_EVENTS, opts.ringbuf_bytes);
+        let mut ebpf = loader.load(EBPF_OBJECT)?;
+        let map = ebpf
+            .map_mut(names::MAP_CONFIG)
+            .ok_or(LoadError::NoMap(names::MAP_CONFIG))?;
+        let mut config: Array<_, ProbeConfig> =
+            Array::try_from(map).map_err(|source| LoadError::Map {
+                name: names::MAP_CONFIG,
+                source,
+            })?;
+        config
+            .set(0, opts.config, 0)
+            .map_err(|source| LoadError::Map {
+                name: names::MAP_CONFIG,
+                source,
+            })?;
+        Ok(Self { ebpf })
+    }
+}

@@ -1,0 +1,69 @@
+//! Event sources: the ways the recorder sees packets. Each is a peer behind
+//! [`Source`] and lives in its own module, whose kernel side (if any) is the
+//! file of the same name in `ebpf/src/`.
+//!
+//! | source       | mechanism                          | eBPF side              |
+//! |--------------|------------------------------------|------------------------|
+//! | `tracepoint` | tp_btf on skb tracepoints          | `ebpf/src/tracepoint.rs` |
+//! | `function`   | kprobe / fentry on skb functions   | `ebpf/src/function.rs` |
+//! | `nftrace`    | the kernel's NFNLGRP_NFTRACE netlink | none                 |
+
+pub mod function;
+pub mod nftrace;
+pub mod tracepoint;
+
+use aya::programs::ProgramError;
+
+use crate::loader::LoadError;
+
+/// One way of seeing packets.
+pub trait Source {
+    /// Short name, as in `check` output and the manifest (`tp_btf`, `kprobe`,
+    /// `fentry`, `nftrace`).
+    fn name(&self) -> &'static str;
+
+    /// Tries the mechanism for real on the running kernel (load, attach,
+    /// detach; or subscribe) and says what it saw, or why it cannot run.
+    fn try_on_running_kernel(&self, kernel: &KernelContext) -> Result<String, String>;
+}
+
+/// What a source needs from the running kernel to load and attach.
+pub struct KernelContext {
+    /// aya's view of the BTF (tp_btf and fentry targets are resolved in it).
+    pub aya_btf: Option<aya::Btf>,
+    /// Offsets from btf-rs, for the programs' CONFIG.
+    pub config: nft_schema::raw::ProbeConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("eBPF object has no program {0}")]
+    NoProgram(&'static str),
+    #[error("the running kernel's BTF could not be read, which {0} needs")]
+    NoBtf(&'static str),
+    #[error("{program} -> {target}: {}", chain(.source))]
+    Program {
+        program: &'static str,
+        target: String,
+        #[source]
+        source: ProgramError,
+    },
+}
+
+/// Renders an error and its causes on one line (aya's errors hide the errno
+/// in their sources).
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(cause) = cur {
+        let text = cause.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        cur = cause.source();
+    }
+    s
+}
