@@ -1,1 +1,149 @@
+//! Helpers for the end-to-end suites: real network namespaces, veth pairs
+//! and traffic, torn down on drop. Tests using them need root (CI is root).
 
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use anyhow::{bail, Context, Result};
+
+/// Runs a command, failing with its stderr when it exits non-zero.
+pub fn run(program: &str, args: &[&str]) -> Result<Output> {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .with_context(|| format!("cannot run {program} (is it installed? see scripts/setup.sh)"))?;
+    if !out.status.success() {
+        bail!(
+            "{program} {} failed ({}): {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(out)
+}
+
+/// A name unique to this process and `tag`, short enough for an interface
+/// name (15 bytes).
+pub fn unique_name(tag: &str) -> String {
+    format!("nt{}{}", tag, std::process::id() % 100_000)
+}
+
+/// A network namespace created with `ip netns add`, deleted on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(tag: &str) -> Result<Self> {
+        let name = unique_name(tag);
+        // A namespace left by a killed earlier run with the same pid.
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        run("ip", &["netns", "add", &name])?;
+        let ns = Self { name };
+        ns.exec("ip", &["link", "set", "lo", "up"])?;
+        // IPv6 autoconfiguration would add packets the tests do not count.
+        ns.exec("sysctl", &["-qw", "net.ipv6.conf.all.disable_ipv6=1"])?;
+        ns.exec("sysctl", &["-qw", "net.ipv6.conf.default.disable_ipv6=1"])?;
+        Ok(ns)
+    }
+
+    /// `/run/netns/NAME`, whose inode identifies the namespace.
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from("/run/netns").join(&self.name)
+    }
+
+    /// Runs a command inside the namespace (`ip netns exec`, which also
+    /// remounts /sys for it).
+    pub fn exec(&self, program: &str, args: &[&str]) -> Result<Output> {
+        let mut full = vec!["netns", "exec", &self.name, program];
+        full.extend_from_slice(args);
+        run("ip", &full)
+    }
+
+    /// Reads a sysfs file of interface `dev` in this namespace.
+    pub fn sysfs_u64(&self, dev: &str, file: &str) -> Result<u64> {
+        let out = self.exec("cat", &[&format!("/sys/class/net/{dev}/{file}")])?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.trim()
+            .parse()
+            .with_context(|| format!("{dev}/{file}: not a number: {text:?}"))
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+/// Two namespaces joined by a veth pair, `a` at 10.<subnet>.0.1 and `b` at
+/// 10.<subnet>.0.2 (/24). Both ends are called after their namespace.
+pub struct TwoHosts {
+    pub a: Netns,
+    pub b: Netns,
+    pub a_ip: String,
+    pub b_ip: String,
+    pub a_dev: String,
+    pub b_dev: String,
+}
+
+impl TwoHosts {
+    pub fn new(subnet: u8) -> Result<Self> {
+        let a = Netns::new("a")?;
+        let b = Netns::new("b")?;
+        let (a_dev, b_dev) = ("veth-a".to_string(), "veth-b".to_string());
+        run(
+            "ip",
+            &[
+                "link", "add", &a_dev, "netns", &a.name, "type", "veth", "peer", "name", &b_dev,
+                "netns", &b.name,
+            ],
+        )?;
+        let a_ip = format!("10.{subnet}.0.1");
+        let b_ip = format!("10.{subnet}.0.2");
+        a.exec("ip", &["addr", "add", &format!("{a_ip}/24"), "dev", &a_dev])?;
+        b.exec("ip", &["addr", "add", &format!("{b_ip}/24"), "dev", &b_dev])?;
+        a.exec("ip", &["link", "set", &a_dev, "up"])?;
+        b.exec("ip", &["link", "set", &b_dev, "up"])?;
+        Ok(Self {
+            a,
+            b,
+            a_ip,
+            b_ip,
+            a_dev,
+            b_dev,
+        })
+    }
+}
+
+/// The directory holding the workspace's built binaries (the one this test
+/// binary was built into: `target/<profile>/`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/<test-binary>
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .expect("test binary lives in target/<profile>/deps")
+        .to_path_buf()
+}
+
+/// Path of a workspace binary, with a clear failure when it was not built.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} not built: run `cargo build` with the same profile first",
+        path.display()
+    );
+    path
+}
+
+/// Serialises tests that load eBPF programs or count what is loaded, so one
+/// test's programs are never mistaken for another's leftovers.
+pub fn kernel_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -7,6 +7,7 @@ use nft_schema::raw::{KernelOffsets, ProbeConfig};
 use crate::kernel::btf::KernelBtf;
 use crate::sources::{
     function::{FunctionBackend, FunctionSource},
+    kprobe_multi::KprobeMultiSource,
     nftrace::NftraceSource,
     tracepoint::TracepointSource,
     KernelContext, Source,
@@ -55,7 +56,7 @@ impl Report {
         let mut out = String::new();
         for c in &self.capabilities {
             let yes = if c.available { "yes" } else { "no " };
-            out.push_str(&format!("{:<8} {yes}  {}\n", c.name, c.detail));
+            out.push_str(&format!("{:<12} {yes}  {}\n", c.name, c.detail));
         }
         match self.auto_backend() {
             Some(b) => out.push_str(&format!("--backend auto would use: {b}\n")),
@@ -107,9 +108,10 @@ pub fn run() -> Report {
         },
     };
 
-    let sources: [&dyn Source; 4] = [
+    let sources: [&dyn Source; 5] = [
         &TracepointSource,
         &FunctionSource(FunctionBackend::Kprobe),
+        &KprobeMultiSource,
         &FunctionSource(FunctionBackend::Fentry),
         &NftraceSource,
     ];
@@ -131,7 +133,10 @@ pub fn run() -> Report {
 
 /// Adds what a known failure means to the raw error text.
 fn explain(name: &str, reason: &str) -> String {
-    let reason = reason.trim_end().trim_end_matches("Verifier output:").trim_end();
+    let reason = reason
+        .trim_end()
+        .trim_end_matches("Verifier output:")
+        .trim_end();
     let hint = if reason.contains("devices/kprobe/type") {
         Some("the kernel has no kprobe PMU: built without CONFIG_KPROBES")
     } else if name == "fentry" && reason.contains("Operation not permitted") {

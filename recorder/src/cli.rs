@@ -36,7 +36,8 @@ pub enum Command {
         rest: Vec<String>,
     },
     /// Say what the running kernel allows for each backend (BTF, tp_btf
-    /// tracepoints, kprobe, fentry, nftrace), by trying each for real.
+    /// tracepoints, kprobe, kprobe.multi, fentry, nftrace), by trying each for
+    /// real.
     ///
     /// Exits 0 when at least tracepoints work, 1 otherwise. Needs root for
     /// the eBPF checks.

@@ -1,1 +1,6 @@
+//! End-to-end suites on the real kernel: one test binary (it compiles once),
+//! one module per scenario. They need root, network namespaces and the
+//! tools `scripts/setup.sh` installs; CI runs them as root.
 
+mod check_cli;
+mod tp_btf_receive;

@@ -13,7 +13,9 @@ pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
 #[derive(Debug, thiserror::Error)]
 pub enum BtfError {
-    #[error("cannot read BTF from {path}: {source} (is the kernel built with CONFIG_DEBUG_INFO_BTF?)")]
+    #[error(
+        "cannot read BTF from {path}: {source} (is the kernel built with CONFIG_DEBUG_INFO_BTF?)"
+    )]
     Open {
         path: PathBuf,
         #[source]
@@ -75,13 +77,13 @@ impl KernelBtf {
                     })?;
             total_bits += bits;
             if parts.peek().is_some() {
-                current = self.as_struct(member_type).ok_or_else(|| BtfError::NoStruct(
-                    format!("{owner}.{field}"),
-                ))?;
+                current = self
+                    .as_struct(member_type)
+                    .ok_or_else(|| BtfError::NoStruct(format!("{owner}.{field}")))?;
                 owner = format!("{owner}.{field}");
             }
         }
-        if total_bits % 8 != 0 {
+        if !total_bits.is_multiple_of(8) {
             return Err(BtfError::Bitfield {
                 strukt: strukt.to_string(),
                 field: path.to_string(),
@@ -200,7 +202,10 @@ mod tests {
         let e = btf.field_offset("no_such_struct_xyz", "len").unwrap_err();
         assert_eq!(e.to_string(), "BTF has no struct no_such_struct_xyz");
         let e = btf.field_offset("sk_buff", "no_such_field").unwrap_err();
-        assert_eq!(e.to_string(), "BTF struct sk_buff has no field no_such_field");
+        assert_eq!(
+            e.to_string(),
+            "BTF struct sk_buff has no field no_such_field"
+        );
     }
 
     #[test]

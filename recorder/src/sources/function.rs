@@ -83,8 +83,7 @@ impl Source for FunctionSource {
             btf: kernel.aya_btf.as_ref(),
         })
         .map_err(|e| chain(&e))?;
-        attach(&mut obj, self.0, CHECK_FUNCTION, kernel.aya_btf.as_ref())
-            .map_err(|e| chain(&e))?;
+        attach(&mut obj, self.0, CHECK_FUNCTION, kernel.aya_btf.as_ref()).map_err(|e| chain(&e))?;
         Ok(format!("attached {}/{CHECK_FUNCTION}", self.name()))
     }
 }

@@ -6,9 +6,11 @@
 //! |--------------|------------------------------------|------------------------|
 //! | `tracepoint` | tp_btf on skb tracepoints          | `ebpf/src/tracepoint.rs` |
 //! | `function`   | kprobe / fentry on skb functions   | `ebpf/src/function.rs` |
+//! | `kprobe_multi` | one kprobe.multi link, many functions (raw `bpf()`) | none yet |
 //! | `nftrace`    | the kernel's NFNLGRP_NFTRACE netlink | none                 |
 
 pub mod function;
+pub mod kprobe_multi;
 pub mod nftrace;
 pub mod tracepoint;
 
@@ -19,7 +21,7 @@ use crate::loader::LoadError;
 /// One way of seeing packets.
 pub trait Source {
     /// Short name, as in `check` output and the manifest (`tp_btf`, `kprobe`,
-    /// `fentry`, `nftrace`).
+    /// `kprobe.multi`, `fentry`, `nftrace`).
     fn name(&self) -> &'static str;
 
     /// Tries the mechanism for real on the running kernel (load, attach,

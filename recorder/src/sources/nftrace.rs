@@ -110,7 +110,7 @@ impl NftraceSocket {
         req.extend_from_slice(&1u32.to_ne_bytes()); // seq
         req.extend_from_slice(&0u32.to_ne_bytes()); // pid: the kernel
         req.extend_from_slice(&[libc::AF_UNSPEC as u8, 0, 0, 0]); // nfgenmsg
-        // SAFETY: sending a buffer we own.
+                                                                  // SAFETY: sending a buffer we own.
         let rc = unsafe { libc::send(self.fd.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) };
         if rc < 0 {
             return Err(io::Error::last_os_error());
@@ -118,9 +118,8 @@ impl NftraceSocket {
         let mut buf = vec![0u8; 8192];
         loop {
             // SAFETY: receiving into a buffer we own.
-            let n = unsafe {
-                libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0)
-            };
+            let n =
+                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
             if n < 0 {
                 return Err(io::Error::last_os_error());
             }
@@ -133,8 +132,7 @@ impl NftraceSocket {
                 let errno = i32::from_ne_bytes([msg[16], msg[17], msg[18], msg[19]]);
                 return Err(io::Error::from_raw_os_error(-errno));
             }
-            let expected =
-                ((libc::NFNL_SUBSYS_NFTABLES as u16) << 8) | libc::NFT_MSG_NEWGEN as u16;
+            let expected = ((libc::NFNL_SUBSYS_NFTABLES as u16) << 8) | libc::NFT_MSG_NEWGEN as u16;
             if ty != expected {
                 // A trace message from the group arrived first: skip it.
                 continue;

@@ -14,11 +14,7 @@ pub const CHECK_TRACEPOINT: &str = "netif_receive_skb";
 
 /// Loads `tp_skb_arg0` for `tracepoint` (the BTF name without `btf_trace_`,
 /// e.g. `netif_receive_skb`) and attaches it. The link lives as long as `obj`.
-pub fn attach(
-    obj: &mut LoadedObject,
-    tracepoint: &str,
-    btf: &aya::Btf,
-) -> Result<(), AttachError> {
+pub fn attach(obj: &mut LoadedObject, tracepoint: &str, btf: &aya::Btf) -> Result<(), AttachError> {
     let err = |source| AttachError::Program {
         program: PROG_TP_SKB_ARG0,
         target: tracepoint.to_string(),
