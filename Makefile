@@ -5,12 +5,10 @@
 # make network namespaces.
 
 CARGO ?= cargo
-# One profile for lint, build and test, so dependencies compile once.
-PROFILE := --release
 
-.PHONY: demo test setup build lint fmt-check clippy clippy-ebpf unit-and-e2e
+.PHONY: demo test setup build build-release lint fmt-check clippy clippy-ebpf unit-and-e2e
 
-demo: setup build
+demo: setup build-release
 	scripts/demo.sh
 
 test: setup lint build unit-and-e2e
@@ -18,8 +16,13 @@ test: setup lint build unit-and-e2e
 setup:
 	scripts/setup.sh
 
+# Tests use the dev profile: DataFusion compiles in about 4.5 min there and
+# about 19 min with --release on 2 cores (docs/benchmarks.md).
 build:
-	$(CARGO) build $(PROFILE) --locked
+	$(CARGO) build --locked
+
+build-release:
+	$(CARGO) build --release --locked
 
 lint: fmt-check clippy clippy-ebpf
 
@@ -27,12 +30,12 @@ fmt-check:
 	$(CARGO) fmt --all --check
 
 clippy:
-	$(CARGO) clippy $(PROFILE) --locked --workspace --exclude nft-ebpf --all-targets -- -D warnings
+	$(CARGO) clippy --locked --workspace --exclude nft-ebpf --all-targets -- -D warnings
 
 # The eBPF crate only builds for the BPF target with nightly.
 clippy-ebpf:
-	$(CARGO) +nightly clippy $(PROFILE) --locked -p nft-ebpf --target bpfel-unknown-none \
+	$(CARGO) +nightly clippy --release --locked -p nft-ebpf --target bpfel-unknown-none \
 		-Z build-std=core -- -D warnings
 
 unit-and-e2e:
-	$(CARGO) test $(PROFILE) --locked --workspace --exclude nft-ebpf
+	$(CARGO) test --locked --workspace --exclude nft-ebpf
