@@ -147,3 +147,23 @@ pub fn kernel_lock() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
+
+/// Runs one SQL query in DuckDB (the oracle for what we write) and returns
+/// the rows as JSON values. `{dir}` in the SQL is replaced by `dir`.
+pub fn duckdb(dir: &std::path::Path, sql: &str) -> Result<Vec<Vec<serde_json::Value>>> {
+    let sql = sql.replace("{dir}", &dir.display().to_string());
+    let script = "import duckdb, json, sys\n\
+                  rows = duckdb.sql(sys.argv[1]).fetchall()\n\
+                  print(json.dumps([list(r) for r in rows], default=str))";
+    let out = run("python3", &["-c", script, &sql])?;
+    serde_json::from_slice(&out.stdout).context("duckdb output is not JSON")
+}
+
+/// The single value of a one-row, one-column DuckDB query, as i64.
+pub fn duckdb_i64(dir: &std::path::Path, sql: &str) -> Result<i64> {
+    let rows = duckdb(dir, sql)?;
+    rows.first()
+        .and_then(|r| r.first())
+        .and_then(|v| v.as_i64())
+        .with_context(|| format!("{sql}: expected one integer, got {rows:?}"))
+}

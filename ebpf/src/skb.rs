@@ -1,10 +1,22 @@
 //! Shared by every skb program: read the packet metadata through the
-//! BTF-derived offsets in `CONFIG` and emit one `SkbEvent`.
+//! BTF-derived offsets in `CONFIG`, apply the filters, emit one `SkbEvent`.
 
 use aya_ebpf::helpers::{bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_probe_read_kernel};
-use nft_schema::raw::{EventKind, LossReason, ProbeConfig, SkbEvent, OFFSET_MISSING};
+use nft_schema::raw::{
+    filter_flags as ff, EventKind, LossReason, PacketFilter, ProbeConfig, SkbEvent, MAX_NETNS,
+    OFFSET_MISSING,
+};
 
-use crate::maps::{count_loss, probe_id, CONFIG, EVENTS};
+use crate::maps::{count_loss, CONFIG, EVENTS};
+
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+const IPPROTO_ICMP: u8 = 1;
+const IPPROTO_ICMPV6: u8 = 58;
+/// `sk_buff.network_header` when unset.
+const HEADER_UNSET: u16 = 0xffff;
 
 /// Reads a `T` at `base + offset` in kernel memory; zero when the offset is
 /// missing or the read faults.
@@ -17,12 +29,20 @@ fn read_at<T: Default>(base: u64, offset: u32) -> T {
     unsafe { bpf_probe_read_kernel((base + offset as u64) as *const T) }.unwrap_or_default()
 }
 
-/// Fills and submits one event for `skb`. Returns 0 (the programs' return
-/// value is ignored by the kernel for tracing programs).
+/// What the optional extras of one event are.
+pub struct Extra {
+    pub probe_id: u32,
+    pub kind: EventKind,
+    pub location: u64,
+    pub drop_reason: u32,
+}
+
+/// Fills, filters and submits one event for `skb`. Returns 0 (tracing
+/// programs' return values are ignored by the kernel).
 #[inline(always)]
-pub fn emit(skb: u64, kind: EventKind) -> u32 {
+pub fn emit(skb: u64, extra: Extra) -> u32 {
     let Some(config) = CONFIG.get(0) else {
-        count_loss(LossReason::NoConfig);
+        count_loss(extra.probe_id, LossReason::NoConfig);
         return 0;
     };
     let config: &ProbeConfig = config;
@@ -31,29 +51,214 @@ pub fn emit(skb: u64, kind: EventKind) -> u32 {
     let dev: u64 = read_at(skb, off.skb_dev);
     let net: u64 = read_at(dev, off.dev_nd_net);
     let netns: u32 = read_at(net, off.net_inum);
-    if config.netns_filter != 0 && netns != config.netns_filter {
+    if !netns_allowed(config, netns) {
         return 0;
     }
 
-    let Some(mut entry) = EVENTS.reserve::<SkbEvent>(0) else {
-        count_loss(LossReason::RingbufFull);
-        return 0;
-    };
-    // SAFETY: helpers without preconditions.
-    let (ts_ns, cpu) = unsafe { (bpf_ktime_get_ns(), bpf_get_smp_processor_id()) };
-    entry.write(SkbEvent {
-        ts_ns,
-        skb,
-        probe_id: probe_id(),
-        cpu,
+    // `skb` stays out of the stack copy: in tp_btf/fentry it is a typed
+    // kernel pointer, and the verifier refuses byte-wise copies of a spilled
+    // pointer; it is stored into the ring buffer as one 8-byte write below.
+    let mut ev = SkbEvent {
+        skb: 0,
+        probe_id: extra.probe_id,
+        location: extra.location,
+        drop_reason: extra.drop_reason,
+        kind: extra.kind as u8,
         netns,
         ifindex: read_at(dev, off.dev_ifindex),
         mark: read_at(skb, off.skb_mark),
         len: read_at(skb, off.skb_len),
         protocol: u16::from_be(read_at(skb, off.skb_protocol)),
-        kind: kind as u8,
-        _pad: [0; 5],
-    });
+        ..SkbEvent::default()
+    };
+    parse_headers(skb, config, &mut ev);
+    if !matches(&config.filter, &ev) {
+        return 0;
+    }
+
+    let Some(mut entry) = EVENTS.reserve::<SkbEvent>(0) else {
+        count_loss(extra.probe_id, LossReason::RingbufFull);
+        return 0;
+    };
+    // SAFETY: helpers without preconditions.
+    unsafe {
+        ev.ts_ns = bpf_ktime_get_ns();
+        ev.cpu = bpf_get_smp_processor_id();
+    }
+    let slot = entry.as_mut_ptr();
+    // SAFETY: `slot` is our reserved, exclusively owned ring buffer record.
+    unsafe {
+        slot.write(ev);
+        core::ptr::addr_of_mut!((*slot).skb).write(skb);
+    }
     entry.submit(0);
     0
+}
+
+#[inline(always)]
+fn netns_allowed(config: &ProbeConfig, netns: u32) -> bool {
+    if config.netns_count == 0 {
+        return true;
+    }
+    for i in 0..MAX_NETNS {
+        if (i as u32) < config.netns_count && config.netns[i] == netns {
+            return true;
+        }
+    }
+    false
+}
+
+/// IPv4 header fields we keep, as laid out on the wire.
+#[repr(C)]
+#[derive(Default)]
+struct Ipv4Hdr {
+    ver_ihl: u8,
+    tos: u8,
+    tot_len: u16,
+    id: u16,
+    frag_off: u16,
+    ttl: u8,
+    protocol: u8,
+    check: u16,
+    saddr: [u8; 4],
+    daddr: [u8; 4],
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct Ipv6Hdr {
+    ver_tc_flow: u32,
+    payload_len: u16,
+    nexthdr: u8,
+    hop_limit: u8,
+    saddr: [u8; 16],
+    daddr: [u8; 16],
+}
+
+/// First 14 bytes of TCP (ports, flags at 13); UDP and ICMP use a prefix.
+#[repr(C)]
+#[derive(Default)]
+struct L4Head {
+    bytes: [u8; 14],
+}
+
+#[inline(always)]
+fn parse_headers(skb: u64, config: &ProbeConfig, ev: &mut SkbEvent) {
+    let off = &config.offsets;
+    let head: u64 = read_at(skb, off.skb_head);
+    let nh: u16 = read_at(skb, off.skb_network_header);
+    if head == 0 || nh == HEADER_UNSET || off.skb_network_header == OFFSET_MISSING {
+        return;
+    }
+    let l3 = head + nh as u64;
+    let l4;
+    if ev.protocol == ETH_P_IP {
+        let ip: Ipv4Hdr = read_at(l3, 0);
+        if ip.ver_ihl >> 4 != 4 {
+            return;
+        }
+        ev.ip_version = 4;
+        ev.l4_proto = ip.protocol;
+        ev.ip_id = u16::from_be(ip.id);
+        ev.saddr = mapped(ip.saddr);
+        ev.daddr = mapped(ip.daddr);
+        // Only the first fragment carries the L4 header.
+        if u16::from_be(ip.frag_off) & 0x1fff != 0 {
+            return;
+        }
+        l4 = l3 + ((ip.ver_ihl & 0x0f) as u64) * 4;
+    } else if ev.protocol == ETH_P_IPV6 {
+        let ip: Ipv6Hdr = read_at(l3, 0);
+        if u32::from_be(ip.ver_tc_flow) >> 28 != 6 {
+            return;
+        }
+        ev.ip_version = 6;
+        ev.l4_proto = ip.nexthdr;
+        ev.saddr = ip.saddr;
+        ev.daddr = ip.daddr;
+        l4 = l3 + 40;
+    } else {
+        return;
+    }
+    let h: L4Head = read_at(l4, 0);
+    match ev.l4_proto {
+        IPPROTO_TCP | IPPROTO_UDP => {
+            ev.sport = u16::from_be_bytes([h.bytes[0], h.bytes[1]]);
+            ev.dport = u16::from_be_bytes([h.bytes[2], h.bytes[3]]);
+            if ev.l4_proto == IPPROTO_TCP {
+                ev.tcp_flags = h.bytes[13];
+            }
+        }
+        IPPROTO_ICMP | IPPROTO_ICMPV6 => {
+            ev.icmp_type = h.bytes[0];
+            ev.icmp_code = h.bytes[1];
+        }
+        _ => {}
+    }
+}
+
+#[inline(always)]
+fn mapped(v4: [u8; 4]) -> [u8; 16] {
+    [
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, v4[0], v4[1], v4[2], v4[3],
+    ]
+}
+
+/// True when `addr` is inside `prefix`/`len`.
+#[inline(always)]
+fn in_prefix(addr: &[u8; 16], prefix: &[u8; 16], len: u8) -> bool {
+    for i in 0..16 {
+        let bits = (len as i32) - (i as i32) * 8;
+        if bits <= 0 {
+            break;
+        }
+        let mask: u8 = if bits >= 8 {
+            0xff
+        } else {
+            0xffu8 << (8 - bits)
+        };
+        if addr[i] & mask != prefix[i] & mask {
+            return false;
+        }
+    }
+    true
+}
+
+#[inline(always)]
+fn matches(f: &PacketFilter, ev: &SkbEvent) -> bool {
+    let set = |bit: u32| f.flags & bit != 0;
+    if f.flags == 0 {
+        return true;
+    }
+    if set(ff::MARK) && ev.mark != f.mark {
+        return false;
+    }
+    if set(ff::PROTO) && ev.l4_proto != f.proto {
+        return false;
+    }
+    let ip = ev.ip_version != 0;
+    if set(ff::SRC_IP) && !(ip && in_prefix(&ev.saddr, &f.src_ip, f.src_prefix)) {
+        return false;
+    }
+    if set(ff::DST_IP) && !(ip && in_prefix(&ev.daddr, &f.dst_ip, f.dst_prefix)) {
+        return false;
+    }
+    if set(ff::HOST)
+        && !(ip
+            && (in_prefix(&ev.saddr, &f.host, f.host_prefix)
+                || in_prefix(&ev.daddr, &f.host, f.host_prefix)))
+    {
+        return false;
+    }
+    let ports = ev.l4_proto == IPPROTO_TCP || ev.l4_proto == IPPROTO_UDP;
+    if set(ff::SRC_PORT) && !(ports && ev.sport == f.src_port) {
+        return false;
+    }
+    if set(ff::DST_PORT) && !(ports && ev.dport == f.dst_port) {
+        return false;
+    }
+    if set(ff::PORT) && !(ports && (ev.sport == f.port || ev.dport == f.port)) {
+        return false;
+    }
+    true
 }

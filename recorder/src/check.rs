@@ -102,10 +102,7 @@ pub fn run() -> Report {
     let aya_btf = aya::Btf::from_sys_fs().ok();
     let kernel = KernelContext {
         aya_btf,
-        config: ProbeConfig {
-            offsets,
-            netns_filter: 0,
-        },
+        config: ProbeConfig::unfiltered(offsets),
     };
 
     let sources: [&dyn Source; 5] = [

@@ -1,9 +1,15 @@
 //! Command-line interface of `nft-recorder`: every subcommand and flag is
 //! documented here, which is also what `--help` prints.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use nft_recorder::record::{filter::FilterArgs, record, RecordOptions};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -21,14 +27,13 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Record packets into a recording directory (tracepoints, nftrace,
-    /// kernel functions, nftables hooks).
-    #[command(disable_help_flag = false)]
-    Record {
-        /// Anything after `record`; not parsed yet.
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-        rest: Vec<String>,
-    },
+    /// Record packets into a recording directory: every skb tracepoint
+    /// (with drop reasons from skb:kfree_skb), as zstd Parquet segments.
+    ///
+    /// Stops on SIGINT/SIGTERM, after --duration, or at --max-bytes. A
+    /// recorder killed with SIGKILL leaves every closed segment readable and
+    /// the open one readable up to the last flush.
+    Record(Box<RecordArgs>),
     /// List the kernel functions that take a `struct sk_buff *`, from BTF,
     /// with their priority and layer.
     Discover {
@@ -42,6 +47,133 @@ pub enum Command {
     /// Exits 0 when at least tracepoints work, 1 otherwise. Needs root for
     /// the eBPF checks.
     Check,
+}
+
+#[derive(Args, Debug)]
+pub struct RecordArgs {
+    /// Recording directory to create (must not exist or be empty).
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Limit to this network namespace (NAME under /run/netns, or a path
+    /// such as /proc/PID/ns/net). Repeatable, up to 8.
+    #[arg(long, value_name = "NAME|PATH")]
+    netns: Vec<String>,
+    /// Source address or prefix (IPv4 or IPv6, ADDR[/LEN]).
+    #[arg(long, value_name = "ADDR[/LEN]")]
+    src_ip: Option<String>,
+    /// Destination address or prefix.
+    #[arg(long, value_name = "ADDR[/LEN]")]
+    dst_ip: Option<String>,
+    /// Source or destination address or prefix.
+    #[arg(long, value_name = "ADDR[/LEN]")]
+    host: Option<String>,
+    /// TCP/UDP source port.
+    #[arg(long)]
+    src_port: Option<String>,
+    /// TCP/UDP destination port.
+    #[arg(long)]
+    dst_port: Option<String>,
+    /// TCP/UDP source or destination port.
+    #[arg(long)]
+    port: Option<String>,
+    /// L4 protocol: tcp, udp, icmp, icmpv6.
+    #[arg(long)]
+    proto: Option<String>,
+    /// skb->mark (decimal or 0x hex).
+    #[arg(long)]
+    mark: Option<String>,
+    /// Record only this tracepoint (BTF name, e.g. kfree_skb); repeatable.
+    /// Default: every tracepoint that passes a struct sk_buff *.
+    #[arg(long = "tracepoint", value_name = "NAME")]
+    tracepoints: Vec<String>,
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    duration: Option<f64>,
+    /// Stop cleanly when the recording reaches this many bytes on disk.
+    #[arg(long, value_name = "BYTES")]
+    max_bytes: Option<u64>,
+    /// With --max-bytes: delete the oldest segments instead of stopping.
+    #[arg(long, requires = "max_bytes")]
+    ring: bool,
+    /// Kernel ring buffer size in bytes (a power of two).
+    #[arg(long, default_value_t = 8 << 20, value_name = "BYTES")]
+    ringbuf_size: u32,
+    /// Flush the open segment this often (what a SIGKILL can lose).
+    #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
+    flush_interval: f64,
+    /// Close a segment into Parquet after this many seconds.
+    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
+    segment_seconds: f64,
+    /// Print one line per event while recording.
+    #[arg(long)]
+    live: bool,
+}
+
+fn seconds(flag: &str, v: f64) -> anyhow::Result<Duration> {
+    anyhow::ensure!(
+        v.is_finite() && v > 0.0,
+        "--{flag} {v}: must be a positive number of seconds"
+    );
+    Ok(Duration::from_secs_f64(v))
+}
+
+impl RecordArgs {
+    fn into_options(self) -> anyhow::Result<RecordOptions> {
+        let mut o = RecordOptions::new(self.output);
+        o.netns = self.netns;
+        o.filter = FilterArgs {
+            src_ip: self.src_ip,
+            dst_ip: self.dst_ip,
+            host: self.host,
+            src_port: self.src_port,
+            dst_port: self.dst_port,
+            port: self.port,
+            proto: self.proto,
+            mark: self.mark,
+        };
+        o.tracepoints = self.tracepoints;
+        o.duration = self.duration.map(|d| seconds("duration", d)).transpose()?;
+        o.max_bytes = self.max_bytes;
+        o.ring = self.ring;
+        o.ringbuf_bytes = self.ringbuf_size;
+        o.flush_interval = seconds("flush-interval", self.flush_interval)?;
+        o.segment_interval = seconds("segment-seconds", self.segment_seconds)?;
+        o.live = self.live;
+        Ok(o)
+    }
+}
+
+/// Runs `record` on a blocking thread while tokio waits for SIGINT/SIGTERM.
+fn run_record(args: RecordArgs) -> anyhow::Result<ExitCode> {
+    let opts = args.into_options()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    let summary = runtime.block_on(async {
+        let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("installing the SIGTERM handler")?;
+        let task_stop = stop.clone();
+        let mut task = tokio::task::spawn_blocking(move || record(&opts, task_stop));
+        let result = tokio::select! {
+            r = &mut task => r,
+            _ = tokio::signal::ctrl_c() => { stop.store(true, Ordering::Release); task.await }
+            _ = sigterm.recv() => { stop.store(true, Ordering::Release); task.await }
+        };
+        anyhow::Ok(result.context("recorder task")?)
+    })??;
+    eprintln!(
+        "nft-recorder: {} events, {} lost, {} segment(s), {} probe(s) attached ({} not), ended by {} -> {}",
+        summary.events,
+        summary.lost,
+        summary.segments.len(),
+        summary.probes_attached,
+        summary.probes_failed,
+        summary.end,
+        summary.dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Exit code of a subcommand that is not built yet.
@@ -58,7 +190,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
-        Command::Record { .. } => not_built("record", "recorder part 1 (issue 3)"),
+        Command::Record(args) => run_record(*args),
         Command::Discover { .. } => not_built("discover", "recorder part 2 (issue 5)"),
     }
 }

@@ -1,7 +1,7 @@
 //! Reads events and loss counters out of a loaded object.
 
 use aya::maps::{MapData, PerCpuArray, RingBuf};
-use nft_schema::raw::{names, LossReason, SkbEvent, LOSS_REASONS};
+use nft_schema::raw::{loss_index, names, LossReason, SkbEvent, LOSS_PROBES};
 
 use crate::loader::LoadedObject;
 
@@ -69,28 +69,73 @@ pub fn parse_event(bytes: &[u8]) -> Result<SkbEvent, DrainError> {
     Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<SkbEvent>()) })
 }
 
-/// Per-CPU loss counters: `(cpu, reason, count)` for every non-zero slot.
-pub fn read_losses(obj: &LoadedObject) -> Result<Vec<(u32, LossReason, u64)>, DrainError> {
-    let map = obj
-        .ebpf
-        .map(names::MAP_LOSSES)
-        .ok_or(DrainError::NoMap(names::MAP_LOSSES))?;
-    let losses: PerCpuArray<_, u64> =
-        PerCpuArray::try_from(map).map_err(|source| DrainError::Map {
+/// One non-zero loss counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LossCount {
+    pub cpu: u32,
+    pub probe_id: u32,
+    pub reason: LossReason,
+    pub count: u64,
+}
+
+/// Name of a loss reason as written in the `losses` table.
+pub fn loss_reason_name(reason: LossReason) -> &'static str {
+    match reason {
+        LossReason::RingbufFull => "ringbuf_full",
+        LossReason::NoConfig => "no_config",
+    }
+}
+
+/// The per-CPU `LOSSES` counters, taken out of the object so they can be
+/// read after the programs are detached (the final count).
+pub struct LossCounters {
+    map: PerCpuArray<MapData, u64>,
+}
+
+impl LossCounters {
+    pub fn take(obj: &mut LoadedObject) -> Result<Self, DrainError> {
+        let map = obj
+            .ebpf
+            .take_map(names::MAP_LOSSES)
+            .ok_or(DrainError::NoMap(names::MAP_LOSSES))?;
+        let map = PerCpuArray::try_from(map).map_err(|source| DrainError::Map {
             name: names::MAP_LOSSES,
             source,
         })?;
-    let mut out = Vec::new();
-    for (index, reason) in (0..LOSS_REASONS).zip([LossReason::RingbufFull, LossReason::NoConfig]) {
-        let per_cpu = losses.get(&index, 0).map_err(|source| DrainError::Map {
-            name: names::MAP_LOSSES,
-            source,
-        })?;
-        for (cpu, count) in per_cpu.iter().enumerate() {
-            if *count != 0 {
-                out.push((cpu as u32, reason, *count));
+        Ok(Self { map })
+    }
+
+    /// Every non-zero counter (cumulative since load).
+    pub fn read(&self) -> Result<Vec<LossCount>, DrainError> {
+        let mut out = Vec::new();
+        for (r, reason) in [LossReason::RingbufFull, LossReason::NoConfig]
+            .into_iter()
+            .enumerate()
+        {
+            debug_assert_eq!(r as u32, reason as u32);
+            for probe_id in 0..LOSS_PROBES {
+                let index = loss_index(probe_id, reason);
+                let per_cpu = self.map.get(&index, 0).map_err(|source| DrainError::Map {
+                    name: names::MAP_LOSSES,
+                    source,
+                })?;
+                for (cpu, count) in per_cpu.iter().enumerate() {
+                    if *count != 0 {
+                        out.push(LossCount {
+                            cpu: cpu as u32,
+                            probe_id,
+                            reason,
+                            count: *count,
+                        });
+                    }
+                }
             }
         }
+        Ok(out)
     }
-    Ok(out)
+
+    /// Total of every counter.
+    pub fn total(&self) -> Result<u64, DrainError> {
+        Ok(self.read()?.iter().map(|l| l.count).sum())
+    }
 }

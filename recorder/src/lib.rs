@@ -3,12 +3,17 @@
 //! Data flow: `kernel` reads what the running kernel offers (BTF offsets,
 //! namespaces) -> `loader` loads the embedded eBPF object with that
 //! configuration -> `sources` attach the programs -> `drain` reads events
-//! off the ring buffer. `check` tries each backend and says what works.
+//! off the ring buffer -> `writer` turns them into a recording directory.
+//! `record` runs that whole pipeline; `check` tries each backend and says
+//! what works.
 //! No DataFusion, no SQL here: analysis happens in `nft-analyzer`.
 
 pub mod check;
 pub mod drain;
 pub mod ebpf_object;
 pub mod kernel;
+pub mod live;
 pub mod loader;
+pub mod record;
 pub mod sources;
+pub mod writer;

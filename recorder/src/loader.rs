@@ -1,7 +1,5 @@
-//! Loads the embedded eBPF object with a probe id and writes its `CONFIG`.
-//!
-//! tp_btf and fentry programs fix their target at load time, so every probe
-//! gets its own load of the object; `probe_id` tells its events apart.
+//! Loads the embedded eBPF object and writes its `CONFIG`. Programs are
+//! loaded later, one by one, by the sources that attach them.
 
 use aya::{
     maps::{Array, MapError},
@@ -32,7 +30,6 @@ pub struct LoadedObject {
 
 /// What to load with.
 pub struct LoadOptions<'a> {
-    pub probe_id: u32,
     pub config: ProbeConfig,
     /// Ring buffer size in bytes (a power of two, multiple of the page size).
     pub ringbuf_bytes: u32,
@@ -45,7 +42,6 @@ impl LoadedObject {
         let mut loader = EbpfLoader::new();
         loader
             .btf(opts.btf)
-            .override_global(names::GLOBAL_PROBE_ID, &opts.probe_id, true)
             .map_max_entries(names::MAP_EVENTS, opts.ringbuf_bytes);
         let mut ebpf = loader.load(EBPF_OBJECT)?;
         let map = ebpf

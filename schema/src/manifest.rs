@@ -2,6 +2,7 @@
 //! can be trusted (losses, clean end). Written by the recorder, read first
 //! by the analyzer.
 
+use std::collections::BTreeMap;
 use std::prelude::rust_2021::*;
 
 use serde::{Deserialize, Serialize};
@@ -20,17 +21,38 @@ pub struct Manifest {
     /// Add to an event's `ts_ns` (kernel CLOCK_MONOTONIC) to get Unix time in
     /// ns.
     pub monotonic_to_unix_ns: i64,
+    /// Kernel CLOCK_MONOTONIC ns at start and stop.
+    pub started_ns: u64,
+    pub stopped_ns: Option<u64>,
     pub command_line: Vec<String>,
     /// The backend that was used (`tracepoint`, `kprobe`, `fentry`, ...).
     pub backend: String,
+    /// Network namespaces the recording is limited to (empty: all).
+    pub netns: Vec<NetnsRef>,
+    /// The packet filters as given on the command line (flag -> value).
+    pub filters: BTreeMap<String, String>,
     /// Every probe asked for, and what became of it.
     pub attach_plan: Vec<AttachResult>,
-    /// Event segment files, in order.
+    /// Closed event segment files, in order.
     pub segments: Vec<String>,
+    /// Events written to segments.
+    pub events: u64,
     /// Total events lost (details in the `losses` table).
     pub lost_events: u64,
-    /// False until the recorder has flushed everything and detached.
+    /// How the recording ended: `running` until it does, then `duration`,
+    /// `signal`, `max-bytes`, or `error: ...`. A manifest still saying
+    /// `running` was left by a recorder that was killed.
+    pub end: String,
+    /// True once the recorder has flushed everything and detached.
     pub ended_cleanly: bool,
+}
+
+/// A network namespace the recording covers.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct NetnsRef {
+    /// As given (`NAME` or path).
+    pub name: String,
+    pub inode: u32,
 }
 
 /// One probe of the attach plan.

@@ -26,6 +26,14 @@ pub struct SkbEvent {
     pub ts_ns: u64,
     /// Address of the `struct sk_buff`: the key that ties events into traces.
     pub skb: u64,
+    /// `skb:kfree_skb`: the kernel address that freed the skb (`location`);
+    /// functions: the traced function's address. 0 otherwise.
+    pub location: u64,
+    /// Source and destination address; IPv4 as IPv4-mapped IPv6
+    /// (`::ffff:a.b.c.d`). Zero when the packet is not IP or the network
+    /// header is not set at this probe.
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
     /// Index into the recording's `probes` table (which program and target).
     pub probe_id: u32,
     /// CPU the event was emitted on.
@@ -38,11 +46,28 @@ pub struct SkbEvent {
     pub mark: u32,
     /// `skb->len`.
     pub len: u32,
+    /// `skb:kfree_skb`: `enum skb_drop_reason` value (names in the
+    /// `drop_reasons` table). 0 otherwise.
+    pub drop_reason: u32,
     /// `skb->protocol`, converted to host byte order (ETH_P_IP = 0x0800, ...).
     pub protocol: u16,
+    /// TCP/UDP ports, host byte order.
+    pub sport: u16,
+    pub dport: u16,
+    /// IPv4 identification (host order); 0 for IPv6.
+    pub ip_id: u16,
+    /// IP protocol / IPv6 next header (6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6).
+    pub l4_proto: u8,
+    /// TCP flags byte (FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08, ACK 0x10, ...).
+    pub tcp_flags: u8,
+    /// ICMP / ICMPv6 type and code.
+    pub icmp_type: u8,
+    pub icmp_code: u8,
+    /// 4, 6, or 0 when no IP header was parsed.
+    pub ip_version: u8,
     /// [`EventKind`] as u8.
     pub kind: u8,
-    pub _pad: [u8; 5],
+    pub _pad: [u8; 6],
 }
 
 /// Byte offsets of the kernel struct fields the programs read, taken from the
@@ -59,6 +84,10 @@ pub struct KernelOffsets {
     pub skb_protocol: u32,
     /// `sk_buff.dev`
     pub skb_dev: u32,
+    /// `sk_buff.head`
+    pub skb_head: u32,
+    /// `sk_buff.network_header` (u16 offset from head; 0xffff = unset)
+    pub skb_network_header: u32,
     /// `net_device.ifindex`
     pub dev_ifindex: u32,
     /// `net_device.nd_net` (a `possible_net_t` whose first field is `net`)
@@ -74,10 +103,49 @@ impl KernelOffsets {
         skb_mark: OFFSET_MISSING,
         skb_protocol: OFFSET_MISSING,
         skb_dev: OFFSET_MISSING,
+        skb_head: OFFSET_MISSING,
+        skb_network_header: OFFSET_MISSING,
         dev_ifindex: OFFSET_MISSING,
         dev_nd_net: OFFSET_MISSING,
         net_inum: OFFSET_MISSING,
     };
+}
+
+/// Most network namespaces one recording can be limited to (`--netns`).
+pub const MAX_NETNS: usize = 8;
+
+/// Bits of [`PacketFilter::flags`]: which filters are set.
+pub mod filter_flags {
+    pub const SRC_IP: u32 = 1 << 0;
+    pub const DST_IP: u32 = 1 << 1;
+    pub const HOST: u32 = 1 << 2;
+    pub const SRC_PORT: u32 = 1 << 3;
+    pub const DST_PORT: u32 = 1 << 4;
+    pub const PORT: u32 = 1 << 5;
+    pub const PROTO: u32 = 1 << 6;
+    pub const MARK: u32 = 1 << 7;
+}
+
+/// The packet filter, applied in the programs after parsing headers. An
+/// address filter is an IPv6 (or IPv4-mapped) prefix.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PacketFilter {
+    /// [`filter_flags`] bits.
+    pub flags: u32,
+    pub mark: u32,
+    pub src_ip: [u8; 16],
+    pub dst_ip: [u8; 16],
+    pub host: [u8; 16],
+    pub src_prefix: u8,
+    pub dst_prefix: u8,
+    pub host_prefix: u8,
+    /// L4 protocol number.
+    pub proto: u8,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub port: u16,
+    pub _pad: [u8; 2],
 }
 
 /// Configuration handed to every program through the `CONFIG` array map
@@ -86,10 +154,62 @@ impl KernelOffsets {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProbeConfig {
     pub offsets: KernelOffsets,
-    /// When non-zero, only skbs whose device is in this network namespace
-    /// (inode) are reported.
-    pub netns_filter: u32,
+    /// When `netns_count` > 0, only skbs whose device is in one of these
+    /// network namespaces (inodes) are reported.
+    pub netns: [u32; MAX_NETNS],
+    pub netns_count: u32,
+    pub filter: PacketFilter,
 }
+
+impl ProbeConfig {
+    /// No filters at all.
+    pub const fn unfiltered(offsets: KernelOffsets) -> Self {
+        Self {
+            offsets,
+            netns: [0; MAX_NETNS],
+            netns_count: 0,
+            filter: PacketFilter {
+                flags: 0,
+                mark: 0,
+                src_ip: [0; 16],
+                dst_ip: [0; 16],
+                host: [0; 16],
+                src_prefix: 0,
+                dst_prefix: 0,
+                host_prefix: 0,
+                proto: 0,
+                src_port: 0,
+                dst_port: 0,
+                port: 0,
+                _pad: [0; 2],
+            },
+        }
+    }
+}
+
+/// Tracepoint programs: tp_btf fixes the target of a program at load time
+/// and a tracing program cannot learn which tracepoint it runs on, so the
+/// object holds numbered "slot" programs per skb argument position; each slot
+/// is loaded against one tracepoint and its events carry the slot number as
+/// `probe_id`. `TP_SLOTS[arg]` slots exist for skb at argument `arg`.
+pub const TP_SLOTS: [u32; 4] = [24, 16, 8, 4];
+
+/// First probe id of the slots for skb argument `arg`.
+pub const fn tp_slot_base(arg: usize) -> u32 {
+    let mut base = 0;
+    let mut i = 0;
+    while i < arg {
+        base += TP_SLOTS[i];
+        i += 1;
+    }
+    base
+}
+
+/// The dedicated `skb:kfree_skb` program (skb, location, drop reason).
+pub const PROBE_KFREE_SKB: u32 = tp_slot_base(TP_SLOTS.len());
+
+/// Probe ids at or above this are kernel functions (recorder part 2).
+pub const PROBE_FUNCTION_BASE: u32 = 1024;
 
 /// Why an event could not be delivered. Index into the per-CPU `LOSSES` map.
 #[repr(u32)]
@@ -101,8 +221,22 @@ pub enum LossReason {
     NoConfig = 1,
 }
 
-/// Number of [`LossReason`] slots in the `LOSSES` map.
+/// Number of [`LossReason`] values.
 pub const LOSS_REASONS: u32 = 2;
+
+/// Probes counted separately in `LOSSES`; function probes beyond share the
+/// last bucket.
+pub const LOSS_PROBES: u32 = PROBE_FUNCTION_BASE + 1;
+
+/// Index into the per-CPU `LOSSES` map for a probe and a reason.
+pub const fn loss_index(probe_id: u32, reason: LossReason) -> u32 {
+    let probe = if probe_id < LOSS_PROBES {
+        probe_id
+    } else {
+        LOSS_PROBES - 1
+    };
+    reason as u32 * LOSS_PROBES + probe
+}
 
 /// Names of the maps and programs in the eBPF object, so the recorder and
 /// the eBPF crate agree on them.
@@ -110,14 +244,18 @@ pub mod names {
     pub const MAP_EVENTS: &str = "EVENTS";
     pub const MAP_CONFIG: &str = "CONFIG";
     pub const MAP_LOSSES: &str = "LOSSES";
-    /// `tp_btf` program for tracepoints whose skb is argument 0.
-    pub const PROG_TP_SKB_ARG0: &str = "tp_skb_arg0";
+    /// The `skb:kfree_skb` program.
+    pub const PROG_TP_KFREE_SKB: &str = "tp_kfree_skb";
+    /// Name of tracepoint slot program `index` for skb argument `arg` (the
+    /// eBPF crate's `tp_slots!` spells the same names).
+    #[cfg(feature = "std")]
+    pub fn tp_slot_program(arg: usize, index: u32) -> std::string::String {
+        std::format!("tp_a{arg}_{index:02}")
+    }
     /// kprobe program for functions whose skb is parameter 1.
     pub const PROG_KPROBE_SKB_1: &str = "kprobe_skb_1";
     /// fentry program for functions whose skb is parameter 1.
     pub const PROG_FENTRY_SKB_1: &str = "fentry_skb_1";
-    /// `.rodata` global holding the probe id of one program load.
-    pub const GLOBAL_PROBE_ID: &str = "PROBE_ID";
 }
 
 #[cfg(feature = "user")]
@@ -127,6 +265,7 @@ mod pod {
     unsafe impl aya::Pod for super::SkbEvent {}
     unsafe impl aya::Pod for super::KernelOffsets {}
     unsafe impl aya::Pod for super::ProbeConfig {}
+    unsafe impl aya::Pod for super::PacketFilter {}
 }
 
 #[cfg(test)]
@@ -135,9 +274,21 @@ mod tests {
 
     #[test]
     fn layouts_are_pinned() {
-        assert_eq!(core::mem::size_of::<SkbEvent>(), 48);
+        assert_eq!(core::mem::size_of::<SkbEvent>(), 104);
         assert_eq!(core::mem::align_of::<SkbEvent>(), 8);
-        assert_eq!(core::mem::size_of::<KernelOffsets>(), 28);
-        assert_eq!(core::mem::size_of::<ProbeConfig>(), 32);
+        assert_eq!(core::mem::size_of::<KernelOffsets>(), 36);
+        assert_eq!(core::mem::size_of::<PacketFilter>(), 68);
+        assert_eq!(core::mem::size_of::<ProbeConfig>(), 36 + 32 + 4 + 68);
+    }
+
+    #[test]
+    fn tracepoint_slots_and_loss_buckets() {
+        assert_eq!(tp_slot_base(0), 0);
+        assert_eq!(tp_slot_base(1), 24);
+        assert_eq!(tp_slot_base(3), 48);
+        assert_eq!(PROBE_KFREE_SKB, 52);
+        const { assert!(PROBE_KFREE_SKB < PROBE_FUNCTION_BASE) };
+        assert_eq!(loss_index(3, LossReason::NoConfig), LOSS_PROBES + 3);
+        assert_eq!(loss_index(5000, LossReason::RingbufFull), LOSS_PROBES - 1);
     }
 }

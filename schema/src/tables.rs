@@ -1,17 +1,17 @@
 //! Arrow schemas of the recording's tables, one function per table.
 
 use std::prelude::rust_2021::*;
-
 use std::sync::{Arc, OnceLock};
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
-use crate::columns::{events, losses, probes};
+use crate::columns::{drop_reasons, events, losses, probes};
 
 /// Names of the tables (and the file stems of their Parquet files).
 pub mod names {
     pub const EVENTS: &str = "events";
     pub const PROBES: &str = "probes";
+    pub const DROP_REASONS: &str = "drop_reasons";
     pub const LOSSES: &str = "losses";
 }
 
@@ -19,21 +19,46 @@ fn cached(cell: &'static OnceLock<SchemaRef>, build: fn() -> Schema) -> SchemaRe
     cell.get_or_init(|| Arc::new(build())).clone()
 }
 
+/// A dictionary-encoded string: names repeat, so each is stored once per
+/// page.
+fn dict(name: &str, nullable: bool) -> Field {
+    Field::new(
+        name,
+        DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+        nullable,
+    )
+}
+
 /// `events`: one row per skb seen at one probe. Flat columns, no bags.
 pub fn events_schema() -> SchemaRef {
     static CELL: OnceLock<SchemaRef> = OnceLock::new();
     cached(&CELL, || {
+        use DataType::*;
         Schema::new(vec![
-            Field::new(events::TS_NS, DataType::UInt64, false),
-            Field::new(events::SKB, DataType::UInt64, false),
-            Field::new(events::PROBE_ID, DataType::UInt32, false),
-            Field::new(events::KIND, DataType::UInt8, false),
-            Field::new(events::CPU, DataType::UInt32, false),
-            Field::new(events::NETNS, DataType::UInt32, false),
-            Field::new(events::IFINDEX, DataType::UInt32, false),
-            Field::new(events::MARK, DataType::UInt32, false),
-            Field::new(events::LEN, DataType::UInt32, false),
-            Field::new(events::PROTOCOL, DataType::UInt16, false),
+            Field::new(events::TS_NS, UInt64, false),
+            Field::new(events::SKB, UInt64, false),
+            Field::new(events::PROBE_ID, UInt32, false),
+            dict(events::PROBE, false),
+            dict(events::KIND, false),
+            Field::new(events::CPU, UInt32, false),
+            Field::new(events::NETNS, UInt32, false),
+            Field::new(events::IFINDEX, UInt32, false),
+            Field::new(events::MARK, UInt32, false),
+            Field::new(events::LEN, UInt32, false),
+            Field::new(events::PROTOCOL, UInt16, false),
+            Field::new(events::IP_VERSION, UInt8, true),
+            dict(events::SADDR, true),
+            dict(events::DADDR, true),
+            Field::new(events::L4_PROTO, UInt8, true),
+            Field::new(events::SPORT, UInt16, true),
+            Field::new(events::DPORT, UInt16, true),
+            Field::new(events::TCP_FLAGS, UInt8, true),
+            Field::new(events::ICMP_TYPE, UInt8, true),
+            Field::new(events::ICMP_CODE, UInt8, true),
+            Field::new(events::IP_ID, UInt16, true),
+            dict(events::DROP_REASON, true),
+            Field::new(events::LOCATION, UInt64, true),
+            dict(events::LOCATION_SYM, true),
         ])
     })
 }
@@ -46,6 +71,18 @@ pub fn probes_schema() -> SchemaRef {
             Field::new(probes::PROBE_ID, DataType::UInt32, false),
             Field::new(probes::KIND, DataType::Utf8, false),
             Field::new(probes::NAME, DataType::Utf8, false),
+            Field::new(probes::SKB_ARG, DataType::UInt8, false),
+        ])
+    })
+}
+
+/// `drop_reasons`: the recording kernel's drop reason names.
+pub fn drop_reasons_schema() -> SchemaRef {
+    static CELL: OnceLock<SchemaRef> = OnceLock::new();
+    cached(&CELL, || {
+        Schema::new(vec![
+            Field::new(drop_reasons::CODE, DataType::UInt32, false),
+            Field::new(drop_reasons::NAME, DataType::Utf8, false),
         ])
     })
 }
@@ -55,7 +92,10 @@ pub fn losses_schema() -> SchemaRef {
     static CELL: OnceLock<SchemaRef> = OnceLock::new();
     cached(&CELL, || {
         Schema::new(vec![
+            Field::new(losses::WINDOW_START_NS, DataType::UInt64, false),
+            Field::new(losses::WINDOW_END_NS, DataType::UInt64, false),
             Field::new(losses::CPU, DataType::UInt32, false),
+            Field::new(losses::PROBE_ID, DataType::UInt32, false),
             Field::new(losses::REASON, DataType::Utf8, false),
             Field::new(losses::COUNT, DataType::UInt64, false),
         ])
@@ -68,7 +108,12 @@ mod tests {
 
     #[test]
     fn column_names_are_unique_per_table() {
-        for schema in [events_schema(), probes_schema(), losses_schema()] {
+        for schema in [
+            events_schema(),
+            probes_schema(),
+            drop_reasons_schema(),
+            losses_schema(),
+        ] {
             let mut names: Vec<_> = schema.fields().iter().map(|f| f.name().clone()).collect();
             let n = names.len();
             names.sort();

@@ -3,4 +3,5 @@
 //! tools `scripts/setup.sh` installs; CI runs them as root.
 
 mod check_cli;
+mod record_tracepoints;
 mod tp_btf_receive;

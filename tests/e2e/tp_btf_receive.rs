@@ -7,19 +7,20 @@
 use std::time::Duration;
 
 use nft_recorder::{
-    drain::{read_losses, EventReader},
+    drain::{EventReader, LossCounters},
     kernel::{btf::KernelBtf, netns::netns_inode},
     loader::{LoadOptions, LoadedObject},
-    sources::tracepoint,
+    sources::tracepoint::{self, TracepointProbe},
 };
-use nft_schema::raw::{EventKind, ProbeConfig};
+use nft_schema::raw::{names::tp_slot_program, EventKind, ProbeConfig};
 use nft_tests::{kernel_lock, TwoHosts};
 
 const PINGS: usize = 20;
 /// ICMP payload size: the echo requests are 20 (IPv4) + 8 (ICMP) + 1000.
 const PAYLOAD: usize = 1000;
 const ETH_P_IP: u16 = 0x0800;
-const PROBE_ID: u32 = 7;
+/// Slot 7 of the skb-argument-0 programs: its events carry probe id 7.
+const SLOT: u32 = 7;
 
 #[test]
 fn netif_receive_skb_events_match_traffic_and_kernel_counters() {
@@ -32,18 +33,24 @@ fn netif_receive_skb_events_match_traffic_and_kernel_counters() {
     let (offsets, missing) = KernelBtf::running().unwrap().kernel_offsets().unwrap();
     assert!(missing.is_empty(), "fields missing from BTF: {missing:?}");
     let aya_btf = aya::Btf::from_sys_fs().unwrap();
+    let mut config = ProbeConfig::unfiltered(offsets);
+    config.netns[0] = b_netns;
+    config.netns_count = 1;
     let mut obj = LoadedObject::load(&LoadOptions {
-        probe_id: PROBE_ID,
-        config: ProbeConfig {
-            offsets,
-            netns_filter: b_netns,
-        },
+        config,
         ringbuf_bytes: 1 << 20,
         btf: Some(&aya_btf),
     })
     .unwrap();
     let mut reader = EventReader::take(&mut obj).unwrap();
-    tracepoint::attach(&mut obj, "netif_receive_skb", &aya_btf).unwrap();
+    let losses = LossCounters::take(&mut obj).unwrap();
+    let probe = TracepointProbe {
+        tracepoint: "netif_receive_skb".into(),
+        skb_arg: 0,
+        probe_id: SLOT,
+        program: tp_slot_program(0, SLOT),
+    };
+    tracepoint::attach(&mut obj, &probe, &aya_btf).unwrap();
 
     let rx_before = hosts
         .b
@@ -81,15 +88,15 @@ fn netif_receive_skb_events_match_traffic_and_kernel_counters() {
 
     let mut events = Vec::new();
     reader.drain_into(&mut events).unwrap();
-    let losses = read_losses(&obj).unwrap();
     drop(obj); // detach before asserting, so nothing else arrives
-    assert!(losses.is_empty(), "lost events: {losses:?}");
+    let lost = losses.read().unwrap();
+    assert!(lost.is_empty(), "lost events: {lost:?}");
 
     // Only namespace b's packets pass the in-kernel netns filter.
     assert!(!events.is_empty(), "no events at all");
     for e in &events {
         assert_eq!(e.netns, b_netns, "event from another namespace: {e:?}");
-        assert_eq!(e.probe_id, PROBE_ID);
+        assert_eq!(e.probe_id, SLOT);
         assert_eq!(e.kind, EventKind::Tracepoint as u8);
         assert_ne!(e.skb, 0);
         assert_ne!(e.ts_ns, 0);
@@ -118,4 +125,15 @@ fn netif_receive_skb_events_match_traffic_and_kernel_counters() {
         .filter(|e| e.protocol == ETH_P_IP && e.len == echo_len)
         .count();
     assert_eq!(echo_requests, PINGS, "events: {events:#?}");
+    // Headers parsed through skb->head + network_header (BTF offsets).
+    let a_ip: std::net::Ipv4Addr = hosts.a_ip.parse().unwrap();
+    let b_ip: std::net::Ipv4Addr = hosts.b_ip.parse().unwrap();
+    let icmp_echo = events.iter().filter(|e| e.len == echo_len).all(|e| {
+        e.ip_version == 4
+            && e.l4_proto == 1
+            && e.icmp_type == 8
+            && e.saddr == a_ip.to_ipv6_mapped().octets()
+            && e.daddr == b_ip.to_ipv6_mapped().octets()
+    });
+    assert!(icmp_echo, "echo requests not parsed: {events:#?}");
 }

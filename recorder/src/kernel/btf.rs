@@ -31,6 +31,15 @@ pub enum BtfError {
     Btf(#[from] btf_rs::Error),
 }
 
+/// A tracepoint that passes an skb.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SkbTracepoint {
+    /// BTF name, e.g. `netif_receive_skb`, `kfree_skb`.
+    pub name: String,
+    /// Position of the `struct sk_buff *` among the tracepoint's arguments.
+    pub skb_arg: u8,
+}
+
 /// A parsed BTF file and the lookups the recorder needs from it.
 pub struct KernelBtf {
     btf: Btf,
@@ -110,11 +119,88 @@ impl KernelBtf {
             skb_mark: get("sk_buff", "mark")?,
             skb_protocol: get("sk_buff", "protocol")?,
             skb_dev: get("sk_buff", "dev")?,
+            skb_head: get("sk_buff", "head")?,
+            skb_network_header: get("sk_buff", "network_header")?,
             dev_ifindex: get("net_device", "ifindex")?,
             dev_nd_net: get("net_device", "nd_net")?,
             net_inum: get("net", "ns.inum")?,
         };
         Ok((offsets, missing))
+    }
+
+    /// Every tracepoint whose BTF prototype (`btf_trace_<name>` typedef)
+    /// takes a `struct sk_buff *`, with the skb's argument position (not
+    /// counting the hidden `void *__data`), sorted by name.
+    pub fn skb_tracepoints(&self) -> Result<Vec<SkbTracepoint>, BtfError> {
+        use fallible_iterator::FallibleIterator;
+        let mut out = Vec::new();
+        let mut iter = self.btf.type_iter();
+        while let Some(ty) = iter.next()? {
+            let Type::Typedef(td) = &ty else { continue };
+            let Ok(name) = self.btf.resolve_name(td) else {
+                continue;
+            };
+            let Some(tp) = name.strip_prefix("btf_trace_") else {
+                continue;
+            };
+            let Ok(Type::Ptr(ptr)) = self.btf.resolve_chained_type(td) else {
+                continue;
+            };
+            let Ok(Type::FuncProto(proto)) = self.btf.resolve_chained_type(&ptr) else {
+                continue;
+            };
+            let skb_arg = proto
+                .parameters
+                .iter()
+                .skip(1)
+                .position(|p| self.is_struct_ptr(p, "sk_buff"));
+            if let Some(skb_arg) = skb_arg {
+                out.push(SkbTracepoint {
+                    name: tp.to_string(),
+                    skb_arg: skb_arg as u8,
+                });
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// `enum skb_drop_reason` of this kernel: (value, name without the
+    /// `SKB_DROP_REASON_` prefix). Empty on kernels before drop reasons.
+    pub fn drop_reasons(&self) -> Result<Vec<(u32, String)>, BtfError> {
+        for ty in self
+            .btf
+            .resolve_types_by_name("skb_drop_reason")
+            .unwrap_or_default()
+        {
+            if let Type::Enum(e) = ty {
+                let mut out = Vec::with_capacity(e.members.len());
+                for m in &e.members {
+                    let name = self.btf.resolve_name(m)?;
+                    let name = name.strip_prefix("SKB_DROP_REASON_").unwrap_or(&name);
+                    out.push((m.val(), name.to_string()));
+                }
+                return Ok(out);
+            }
+        }
+        Ok(Vec::new())
+    }
+
+    /// True when `ty` (a parameter) is a pointer to struct `name`, through
+    /// qualifiers.
+    fn is_struct_ptr(&self, ty: &dyn btf_rs::BtfType, name: &str) -> bool {
+        let mut seen_ptr = false;
+        for t in self.btf.chained_type_iter(ty) {
+            match &t {
+                Type::Ptr(_) if !seen_ptr => seen_ptr = true,
+                Type::Const(_) | Type::Volatile(_) | Type::Restrict(_) | Type::TypeTag(_) => {}
+                Type::Struct(s) if seen_ptr => {
+                    return self.btf.resolve_name(s).is_ok_and(|n| n == name);
+                }
+                _ => return false,
+            }
+        }
+        false
     }
 
     fn find_struct(&self, name: &str) -> Result<btf_rs::Struct, BtfError> {
@@ -194,6 +280,44 @@ mod tests {
         assert_eq!(offsets.skb_dev, 16);
         assert!(offsets.skb_len > offsets.skb_dev && offsets.skb_len < 256);
         assert_ne!(offsets.net_inum, OFFSET_MISSING);
+    }
+
+    #[test]
+    fn skb_tracepoints_are_discovered_with_their_argument() {
+        let tps = running().skb_tracepoints().unwrap();
+        let arg = |name: &str| tps.iter().find(|t| t.name == name).map(|t| t.skb_arg);
+        for name in [
+            "netif_receive_skb",
+            "netif_rx",
+            "napi_gro_receive_entry",
+            "net_dev_queue",
+            "net_dev_start_xmit",
+            "net_dev_xmit",
+            "kfree_skb",
+            "consume_skb",
+            "skb_copy_datagram_iovec",
+        ] {
+            assert_eq!(arg(name), Some(0), "{name} in {tps:?}");
+        }
+        // tcp_retransmit_skb(sk, skb): the skb is the second argument.
+        assert_eq!(arg("tcp_retransmit_skb"), Some(1));
+        // A tracepoint without an skb is not listed.
+        assert_eq!(arg("sched_switch"), None);
+    }
+
+    #[test]
+    fn drop_reasons_come_from_the_kernel_enum() {
+        let reasons = running().drop_reasons().unwrap();
+        let name = |code: u32| reasons.iter().find(|r| r.0 == code).map(|r| r.1.as_str());
+        assert!(name(0).is_some(), "{reasons:?}");
+        assert!(
+            reasons.iter().any(|r| r.1 == "NOT_SPECIFIED"),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons.iter().any(|r| r.1 == "NETFILTER_DROP"),
+            "{reasons:?}"
+        );
     }
 
     #[test]

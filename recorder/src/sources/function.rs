@@ -31,15 +31,15 @@ pub fn attach(
 ) -> Result<(), AttachError> {
     match backend {
         FunctionBackend::Kprobe => {
-            let err = |source| AttachError::Program {
-                program: PROG_KPROBE_SKB_1,
+            let err = |source: aya::programs::ProgramError| AttachError::Program {
+                program: PROG_KPROBE_SKB_1.to_string(),
                 target: function.to_string(),
-                source,
+                source: Box::new(source),
             };
             let prog: &mut KProbe = obj
                 .ebpf
                 .program_mut(PROG_KPROBE_SKB_1)
-                .ok_or(AttachError::NoProgram(PROG_KPROBE_SKB_1))?
+                .ok_or_else(|| AttachError::NoProgram(PROG_KPROBE_SKB_1.into()))?
                 .try_into()
                 .map_err(err)?;
             prog.load().map_err(err)?;
@@ -47,15 +47,15 @@ pub fn attach(
         }
         FunctionBackend::Fentry => {
             let btf = btf.ok_or(AttachError::NoBtf("fentry"))?;
-            let err = |source| AttachError::Program {
-                program: PROG_FENTRY_SKB_1,
+            let err = |source: aya::programs::ProgramError| AttachError::Program {
+                program: PROG_FENTRY_SKB_1.to_string(),
                 target: function.to_string(),
-                source,
+                source: Box::new(source),
             };
             let prog: &mut FEntry = obj
                 .ebpf
                 .program_mut(PROG_FENTRY_SKB_1)
-                .ok_or(AttachError::NoProgram(PROG_FENTRY_SKB_1))?
+                .ok_or_else(|| AttachError::NoProgram(PROG_FENTRY_SKB_1.into()))?
                 .try_into()
                 .map_err(err)?;
             prog.load(function, btf).map_err(err)?;
@@ -77,7 +77,6 @@ impl Source for FunctionSource {
 
     fn try_on_running_kernel(&self, kernel: &KernelContext) -> Result<String, String> {
         let mut obj = LoadedObject::load(&LoadOptions {
-            probe_id: 0,
             config: kernel.config,
             ringbuf_bytes: 4096,
             btf: kernel.aya_btf.as_ref(),

@@ -42,21 +42,33 @@ pub enum AttachError {
     #[error(transparent)]
     Load(#[from] LoadError),
     #[error("eBPF object has no program {0}")]
-    NoProgram(&'static str),
+    NoProgram(String),
     #[error("the running kernel's BTF could not be read, which {0} needs")]
     NoBtf(&'static str),
-    #[error("{program} -> {target}: {}", chain(.source))]
+    #[error("{program} -> {target}: {}", chain(.source.as_ref()))]
     Program {
-        program: &'static str,
+        program: String,
         target: String,
         #[source]
-        source: ProgramError,
+        source: Box<ProgramError>,
     },
 }
 
 /// Renders an error and its causes on one line (aya's errors hide the errno
-/// in their sources).
+/// in their sources). A verifier log is cut to its last lines, which say why.
 pub fn chain(e: &dyn std::error::Error) -> String {
+    let s = chain_full(e);
+    match s.split_once("Verifier output:") {
+        Some((head, log)) => {
+            let lines: Vec<&str> = log.trim().lines().collect();
+            let tail = lines[lines.len().saturating_sub(3)..].join(" | ");
+            format!("{} Verifier output (last lines): {tail}", head.trim_end())
+        }
+        None => s,
+    }
+}
+
+fn chain_full(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(cause) = cur {

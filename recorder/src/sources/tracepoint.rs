@@ -1,32 +1,118 @@
-//! Tracepoint source, userspace side: loads `tp_skb_arg0`
-//! (`ebpf/src/tracepoint.rs`) against a tracepoint named in BTF and attaches
-//! it. Works on every kernel with BTF, including where kprobes and ftrace are
-//! locked down.
+//! Tracepoint source, userspace side: every tracepoint whose BTF prototype
+//! takes a `struct sk_buff *`, each attached through a slot program
+//! (`ebpf/src/tracepoint.rs`) whose number is the probe id. Works on every
+//! kernel with BTF, including where kprobes and ftrace are locked down.
 
 use aya::programs::BtfTracePoint;
-use nft_schema::raw::names::PROG_TP_SKB_ARG0;
+use nft_schema::raw::{
+    names::{tp_slot_program, PROG_TP_KFREE_SKB},
+    tp_slot_base, PROBE_KFREE_SKB, TP_SLOTS,
+};
 
 use super::{chain, AttachError, KernelContext, Source};
+use crate::kernel::btf::SkbTracepoint;
 use crate::loader::{LoadOptions, LoadedObject};
 
 /// The tracepoint `check` attaches to: on every receive path.
 pub const CHECK_TRACEPOINT: &str = "netif_receive_skb";
 
-/// Loads `tp_skb_arg0` for `tracepoint` (the BTF name without `btf_trace_`,
-/// e.g. `netif_receive_skb`) and attaches it. The link lives as long as `obj`.
-pub fn attach(obj: &mut LoadedObject, tracepoint: &str, btf: &aya::Btf) -> Result<(), AttachError> {
-    let err = |source| AttachError::Program {
-        program: PROG_TP_SKB_ARG0,
-        target: tracepoint.to_string(),
-        source,
+/// One tracepoint of the plan: which program serves it, under which id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TracepointProbe {
+    /// BTF name (`netif_receive_skb`).
+    pub tracepoint: String,
+    pub skb_arg: u8,
+    pub probe_id: u32,
+    pub program: String,
+}
+
+/// Human name with the tracepoint's system, as `perf list` shows it.
+pub fn display_name(tracepoint: &str) -> String {
+    let system = if tracepoint == "kfree_skb"
+        || tracepoint == "consume_skb"
+        || tracepoint.starts_with("skb_")
+    {
+        "skb"
+    } else if tracepoint.starts_with("net_")
+        || tracepoint.starts_with("netif_")
+        || tracepoint.starts_with("napi_")
+    {
+        "net"
+    } else {
+        "tp"
+    };
+    format!("{system}:{tracepoint}")
+}
+
+/// Assigns a program slot to each tracepoint. Tracepoints beyond the slots
+/// of their argument position are returned separately (with the reason) so
+/// the manifest can say what is not covered.
+pub fn plan(tracepoints: &[SkbTracepoint]) -> (Vec<TracepointProbe>, Vec<(String, String)>) {
+    let mut used = [0u32; TP_SLOTS.len()];
+    let mut probes = Vec::new();
+    let mut skipped = Vec::new();
+    for tp in tracepoints {
+        if tp.name == "kfree_skb" {
+            probes.push(TracepointProbe {
+                tracepoint: tp.name.clone(),
+                skb_arg: tp.skb_arg,
+                probe_id: PROBE_KFREE_SKB,
+                program: PROG_TP_KFREE_SKB.to_string(),
+            });
+            continue;
+        }
+        let arg = tp.skb_arg as usize;
+        if arg >= TP_SLOTS.len() {
+            skipped.push((
+                tp.name.clone(),
+                format!(
+                    "skb is argument {arg}; programs exist for 0..{}",
+                    TP_SLOTS.len()
+                ),
+            ));
+            continue;
+        }
+        if used[arg] == TP_SLOTS[arg] {
+            skipped.push((
+                tp.name.clone(),
+                format!(
+                    "all {} slot programs for skb argument {arg} are in use",
+                    TP_SLOTS[arg]
+                ),
+            ));
+            continue;
+        }
+        let index = used[arg];
+        used[arg] += 1;
+        probes.push(TracepointProbe {
+            tracepoint: tp.name.clone(),
+            skb_arg: tp.skb_arg,
+            probe_id: tp_slot_base(arg) + index,
+            program: tp_slot_program(arg, index),
+        });
+    }
+    (probes, skipped)
+}
+
+/// Loads `probe.program` against its tracepoint and attaches it. The link
+/// lives as long as `obj`.
+pub fn attach(
+    obj: &mut LoadedObject,
+    probe: &TracepointProbe,
+    btf: &aya::Btf,
+) -> Result<(), AttachError> {
+    let err = |source: aya::programs::ProgramError| AttachError::Program {
+        program: probe.program.clone(),
+        target: probe.tracepoint.clone(),
+        source: Box::new(source),
     };
     let prog: &mut BtfTracePoint = obj
         .ebpf
-        .program_mut(PROG_TP_SKB_ARG0)
-        .ok_or(AttachError::NoProgram(PROG_TP_SKB_ARG0))?
+        .program_mut(&probe.program)
+        .ok_or_else(|| AttachError::NoProgram(probe.program.clone()))?
         .try_into()
         .map_err(err)?;
-    prog.load(tracepoint, btf).map_err(err)?;
+    prog.load(&probe.tracepoint, btf).map_err(err)?;
     prog.attach().map_err(err)?;
     Ok(())
 }
@@ -44,14 +130,51 @@ impl Source for TracepointSource {
             .as_ref()
             .ok_or_else(|| AttachError::NoBtf("tp_btf").to_string())?;
         let mut obj = LoadedObject::load(&LoadOptions {
-            probe_id: 0,
             config: kernel.config,
             ringbuf_bytes: 4096,
             btf: Some(btf),
         })
         .map_err(|e| chain(&e))?;
-        attach(&mut obj, CHECK_TRACEPOINT, btf).map_err(|e| chain(&e))?;
+        let probe = TracepointProbe {
+            tracepoint: CHECK_TRACEPOINT.into(),
+            skb_arg: 0,
+            probe_id: 0,
+            program: tp_slot_program(0, 0),
+        };
+        attach(&mut obj, &probe, btf).map_err(|e| chain(&e))?;
         // Dropping `obj` detaches and unloads.
         Ok(format!("attached tp_btf/{CHECK_TRACEPOINT}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tp(name: &str, skb_arg: u8) -> SkbTracepoint {
+        SkbTracepoint {
+            name: name.into(),
+            skb_arg,
+        }
+    }
+
+    #[test]
+    fn slots_are_assigned_per_argument_and_kfree_skb_is_special() {
+        let (probes, skipped) = plan(&[
+            tp("consume_skb", 0),
+            tp("kfree_skb", 0),
+            tp("netif_rx", 0),
+            tp("tcp_retransmit_skb", 1),
+            tp("weird", 7),
+        ]);
+        let by = |n: &str| probes.iter().find(|p| p.tracepoint == n).unwrap();
+        assert_eq!(by("consume_skb").program, "tp_a0_00");
+        assert_eq!(by("netif_rx").probe_id, 1);
+        assert_eq!(by("kfree_skb").probe_id, PROBE_KFREE_SKB);
+        assert_eq!(by("tcp_retransmit_skb").program, "tp_a1_00");
+        assert_eq!(by("tcp_retransmit_skb").probe_id, 24);
+        assert_eq!(skipped.len(), 1);
+        assert_eq!(display_name("kfree_skb"), "skb:kfree_skb");
+        assert_eq!(display_name("net_dev_queue"), "net:net_dev_queue");
     }
 }

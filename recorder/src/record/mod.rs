@@ -1,0 +1,480 @@
+//! `nft-recorder record`: validate everything, attach, record until told to
+//! stop, detach, and leave a complete recording directory.
+//!
+//! Order matters: every argument, namespace and the BTF are checked before
+//! anything is attached; the programs are detached before the last losses
+//! are read and the last events drained, so the totals are final.
+
+pub mod filter;
+pub mod pipeline;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nft_schema::manifest::{AttachResult, Manifest, NetnsRef};
+use nft_schema::raw::{ProbeConfig, MAX_NETNS};
+use nft_schema::SCHEMA_VERSION;
+
+use crate::drain::{loss_reason_name, EventReader, LossCounters};
+use crate::kernel::btf::KernelBtf;
+use crate::kernel::netns::{netns_inode, netns_path};
+use crate::loader::{LoadOptions, LoadedObject};
+use crate::sources::{chain, tracepoint};
+use crate::writer::batch::Names;
+use crate::writer::dims::{self, LossRow, ProbeRow};
+use crate::writer::kallsyms::Kallsyms;
+use crate::writer::manifest::write_manifest;
+use filter::{parse_filter, FilterArgs};
+use pipeline::{WriterLimits, WriterResult};
+
+/// Everything `record` needs, already parsed from the command line.
+#[derive(Clone, Debug)]
+pub struct RecordOptions {
+    pub output: PathBuf,
+    pub netns: Vec<String>,
+    pub filter: FilterArgs,
+    /// Record only these tracepoints (BTF names); all skb tracepoints if
+    /// empty.
+    pub tracepoints: Vec<String>,
+    pub duration: Option<Duration>,
+    pub max_bytes: Option<u64>,
+    pub ring: bool,
+    pub ringbuf_bytes: u32,
+    pub flush_interval: Duration,
+    pub segment_interval: Duration,
+    pub segment_rows: u64,
+    pub live: bool,
+    pub command_line: Vec<String>,
+}
+
+impl RecordOptions {
+    /// Defaults for everything but the output directory.
+    pub fn new(output: PathBuf) -> Self {
+        Self {
+            output,
+            netns: Vec::new(),
+            filter: FilterArgs::default(),
+            tracepoints: Vec::new(),
+            duration: None,
+            max_bytes: None,
+            ring: false,
+            ringbuf_bytes: 8 << 20,
+            flush_interval: Duration::from_secs(1),
+            segment_interval: Duration::from_secs(30),
+            segment_rows: 4 << 20,
+            live: false,
+            command_line: std::env::args().collect(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error(transparent)]
+    Filter(#[from] filter::FilterError),
+    #[error("--netns {name}: {path}: {source}")]
+    Netns {
+        name: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("--netns: at most {MAX_NETNS} namespaces")]
+    TooManyNetns,
+    #[error("--ringbuf-size {0}: must be a power of two of at least 4096 bytes")]
+    RingbufSize(u32),
+    #[error("--tracepoint {0}: no such tracepoint with a struct sk_buff * argument in this kernel's BTF")]
+    UnknownTracepoint(String),
+    #[error("output directory {path}: {why}")]
+    Output { path: PathBuf, why: String },
+    #[error(transparent)]
+    Btf(#[from] crate::kernel::btf::BtfError),
+    #[error("the kernel's BTF could not be loaded by aya: {0}")]
+    AyaBtf(String),
+    #[error(transparent)]
+    Load(#[from] crate::loader::LoadError),
+    #[error(transparent)]
+    Drain(#[from] crate::drain::DrainError),
+    #[error(transparent)]
+    Write(#[from] crate::writer::segments::SegmentError),
+    #[error("no probe could be attached: {0}")]
+    NothingAttached(String),
+    #[error("{0}")]
+    Runtime(String),
+}
+
+/// What a finished recording holds.
+#[derive(Debug)]
+pub struct RecordSummary {
+    pub dir: PathBuf,
+    pub events: u64,
+    pub lost: u64,
+    pub segments: Vec<String>,
+    pub probes_attached: usize,
+    pub probes_failed: usize,
+    pub end: String,
+}
+
+fn output_dir(path: &Path) -> Result<(), RecordError> {
+    let bad = |why: String| RecordError::Output {
+        path: path.to_owned(),
+        why,
+    };
+    if path.exists() {
+        let mut entries = std::fs::read_dir(path).map_err(|e| bad(e.to_string()))?;
+        if entries.next().is_some() {
+            return Err(bad(
+                "exists and is not empty (recordings are never overwritten)".into(),
+            ));
+        }
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .map_err(|e| bad(e.to_string()))?;
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(|e| bad(e.to_string()))
+}
+
+fn monotonic_ns(clock: libc::clockid_t) -> i64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid clock id and out-pointer.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+}
+
+fn uname() -> (String, String) {
+    // SAFETY: utsname is plain data filled by the kernel.
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    unsafe { libc::uname(&mut u) };
+    let field = |f: &[libc::c_char]| {
+        let bytes: Vec<u8> = f
+            .iter()
+            .take_while(|c| **c != 0)
+            .map(|c| *c as u8)
+            .collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    };
+    (field(&u.nodename), field(&u.release))
+}
+
+/// Records until `stop` is set (a signal), the duration passes, or the byte
+/// limit is reached.
+pub fn record(opts: &RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSummary, RecordError> {
+    // --- validate everything before touching the kernel -------------------
+    let (filter, filters_given) = parse_filter(&opts.filter)?;
+    if opts.netns.len() > MAX_NETNS {
+        return Err(RecordError::TooManyNetns);
+    }
+    let mut netns = Vec::new();
+    for name in &opts.netns {
+        let path = netns_path(name);
+        let inode = netns_inode(&path).map_err(|source| RecordError::Netns {
+            name: name.clone(),
+            path: path.clone(),
+            source,
+        })?;
+        netns.push(NetnsRef {
+            name: name.clone(),
+            inode,
+        });
+    }
+    if !opts.ringbuf_bytes.is_power_of_two() || opts.ringbuf_bytes < 4096 {
+        return Err(RecordError::RingbufSize(opts.ringbuf_bytes));
+    }
+    let btf = KernelBtf::running()?;
+    let (offsets, missing) = btf.kernel_offsets()?;
+    if !missing.is_empty() {
+        tracing::warn!(
+            "fields missing from BTF, left empty: {}",
+            missing.join(", ")
+        );
+    }
+    let mut tracepoints = btf.skb_tracepoints()?;
+    if !opts.tracepoints.is_empty() {
+        for want in &opts.tracepoints {
+            if !tracepoints.iter().any(|t| &t.name == want) {
+                return Err(RecordError::UnknownTracepoint(want.clone()));
+            }
+        }
+        tracepoints.retain(|t| opts.tracepoints.contains(&t.name));
+    }
+    let drop_reasons = btf.drop_reasons()?;
+    let aya_btf = aya::Btf::from_sys_fs().map_err(|e| RecordError::AyaBtf(e.to_string()))?;
+    output_dir(&opts.output)?;
+    let dir = opts.output.clone();
+    let result = record_into(
+        opts,
+        stop,
+        &dir,
+        RecordInputs {
+            filter,
+            filters_given,
+            netns,
+            offsets,
+            tracepoints,
+            drop_reasons,
+            aya_btf,
+        },
+    );
+    if result.is_err() {
+        // Nothing was recorded if the directory is still empty: leave no
+        // trace of the attempt.
+        let _ = std::fs::remove_dir(&dir);
+    }
+    result
+}
+
+/// What `record` validated before creating the directory.
+struct RecordInputs {
+    filter: nft_schema::raw::PacketFilter,
+    filters_given: BTreeMap<String, String>,
+    netns: Vec<NetnsRef>,
+    offsets: nft_schema::raw::KernelOffsets,
+    tracepoints: Vec<crate::kernel::btf::SkbTracepoint>,
+    drop_reasons: Vec<(u32, String)>,
+    aya_btf: aya::Btf,
+}
+
+fn record_into(
+    opts: &RecordOptions,
+    stop: Arc<AtomicBool>,
+    dir: &Path,
+    inputs: RecordInputs,
+) -> Result<RecordSummary, RecordError> {
+    let RecordInputs {
+        filter,
+        filters_given,
+        netns,
+        offsets,
+        tracepoints,
+        drop_reasons,
+        aya_btf,
+    } = inputs;
+    let dir = dir.to_path_buf();
+
+    // --- load and attach ---------------------------------------------------
+    let mut config = ProbeConfig::unfiltered(offsets);
+    config.filter = filter;
+    config.netns_count = netns.len() as u32;
+    for (slot, ns) in config.netns.iter_mut().zip(&netns) {
+        *slot = ns.inode;
+    }
+    let mut obj = LoadedObject::load(&LoadOptions {
+        config,
+        ringbuf_bytes: opts.ringbuf_bytes,
+        btf: Some(&aya_btf),
+    })?;
+    let reader = EventReader::take(&mut obj)?;
+    let losses = LossCounters::take(&mut obj)?;
+
+    let (plan, skipped) = tracepoint::plan(&tracepoints);
+    let mut attach_plan = Vec::new();
+    let mut probe_rows = Vec::new();
+    let mut names = Names {
+        drop_reasons: drop_reasons.iter().cloned().collect(),
+        kallsyms: Kallsyms::load(),
+        ..Names::default()
+    };
+    for probe in &plan {
+        let shown = tracepoint::display_name(&probe.tracepoint);
+        match tracepoint::attach(&mut obj, probe, &aya_btf) {
+            Ok(()) => {
+                attach_plan.push(AttachResult {
+                    probe: shown.clone(),
+                    attached: true,
+                    error: None,
+                });
+                names.probes.insert(probe.probe_id, shown.clone());
+                probe_rows.push(ProbeRow {
+                    probe_id: probe.probe_id,
+                    kind: "tracepoint".into(),
+                    name: shown,
+                    skb_arg: probe.skb_arg,
+                });
+            }
+            Err(e) => {
+                tracing::warn!("{shown}: {}", chain(&e));
+                attach_plan.push(AttachResult {
+                    probe: shown,
+                    attached: false,
+                    error: Some(chain(&e)),
+                });
+            }
+        }
+    }
+    for (name, why) in skipped {
+        attach_plan.push(AttachResult {
+            probe: tracepoint::display_name(&name),
+            attached: false,
+            error: Some(why),
+        });
+    }
+    if probe_rows.is_empty() {
+        let why = attach_plan
+            .iter()
+            .filter_map(|a| a.error.clone())
+            .next()
+            .unwrap_or_else(|| "no skb tracepoints selected".into());
+        return Err(RecordError::NothingAttached(why));
+    }
+
+    // --- the recording's fixed parts ----------------------------------------
+    let (host, kernel_release) = uname();
+    let started_ns = monotonic_ns(libc::CLOCK_MONOTONIC) as u64;
+    let offset = monotonic_ns(libc::CLOCK_REALTIME) - started_ns as i64;
+    let manifest = Arc::new(Mutex::new(Manifest {
+        schema_version: SCHEMA_VERSION,
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        host,
+        kernel_release,
+        monotonic_to_unix_ns: offset,
+        started_ns,
+        stopped_ns: None,
+        command_line: opts.command_line.clone(),
+        backend: "tracepoint".into(),
+        netns: netns.clone(),
+        filters: filters_given,
+        attach_plan,
+        segments: Vec::new(),
+        events: 0,
+        lost_events: 0,
+        end: "running".into(),
+        ended_cleanly: false,
+    }));
+    dims::write_probes(&dir, &probe_rows)?;
+    dims::write_drop_reasons(&dir, &drop_reasons)?;
+    write_manifest(&dir, &manifest.lock().expect("manifest lock"))?;
+
+    // --- run ------------------------------------------------------------------
+    let (tx, rx) = pipeline::channel();
+    let live: Option<pipeline::LiveSink> = if opts.live {
+        let probes = names.probes.clone();
+        Some(Box::new(move |e| {
+            println!("{}", crate::live::line(e, &probes))
+        }))
+    } else {
+        None
+    };
+    let drain_stop = Arc::new(AtomicBool::new(false));
+    let drain = pipeline::spawn_drain(reader, tx, drain_stop.clone(), live);
+    let on_segment_manifest = manifest.clone();
+    let on_segment_dir = dir.clone();
+    let writer = pipeline::spawn_writer(
+        dir.clone(),
+        names,
+        WriterLimits {
+            flush_interval: opts.flush_interval,
+            segment_interval: opts.segment_interval,
+            segment_rows: opts.segment_rows,
+            max_bytes: opts.max_bytes,
+            ring: opts.ring,
+        },
+        rx,
+        stop.clone(),
+        Box::new(move |segments| {
+            let mut m = on_segment_manifest.lock().expect("manifest lock");
+            m.segments = segments.to_vec();
+            if let Err(e) = write_manifest(&on_segment_dir, &m) {
+                tracing::error!("updating the manifest: {e}");
+            }
+        }),
+    );
+
+    let deadline = opts.duration.map(|d| std::time::Instant::now() + d);
+    let mut loss_rows: Vec<LossRow> = Vec::new();
+    let mut previous: BTreeMap<(u32, u32, &'static str), u64> = BTreeMap::new();
+    let mut window_start = started_ns;
+    let mut sample = |loss_rows: &mut Vec<LossRow>| -> Result<(), RecordError> {
+        let now = monotonic_ns(libc::CLOCK_MONOTONIC) as u64;
+        for l in losses.read()? {
+            let key = (l.cpu, l.probe_id, loss_reason_name(l.reason));
+            let before = previous.insert(key, l.count).unwrap_or(0);
+            if l.count > before {
+                loss_rows.push(LossRow {
+                    window_start_ns: window_start,
+                    window_end_ns: now,
+                    cpu: l.cpu,
+                    probe_id: l.probe_id,
+                    reason: key.2.to_string(),
+                    count: l.count - before,
+                });
+            }
+        }
+        window_start = now;
+        Ok(())
+    };
+    let mut end = "signal".to_string();
+    let mut tick = std::time::Instant::now();
+    loop {
+        if stop.load(Ordering::Acquire) {
+            break;
+        }
+        if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            end = "duration".into();
+            break;
+        }
+        if drain.is_finished() || writer.is_finished() {
+            end = "error".into();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        if tick.elapsed() >= Duration::from_secs(1) {
+            sample(&mut loss_rows)?;
+            tick = std::time::Instant::now();
+        }
+    }
+
+    // --- stop: detach, final counts, drain, close ---------------------------
+    drop(obj); // detaches every program; maps we took stay readable
+    sample(&mut loss_rows)?;
+    drain_stop.store(true, Ordering::Release);
+    let drained = drain
+        .join()
+        .map_err(|_| RecordError::Runtime("drain thread panicked".into()))??;
+    let written: WriterResult = writer
+        .join()
+        .map_err(|_| RecordError::Runtime("writer thread panicked".into()))??;
+    if written.hit_max_bytes {
+        end = "max-bytes".into();
+    }
+    if written.dropped_after_limit > 0 {
+        loss_rows.push(LossRow {
+            window_start_ns: window_start,
+            window_end_ns: monotonic_ns(libc::CLOCK_MONOTONIC) as u64,
+            cpu: 0,
+            probe_id: u32::MAX,
+            reason: "max_bytes".into(),
+            count: written.dropped_after_limit,
+        });
+    }
+    debug_assert!(drained >= written.rows);
+    dims::write_losses(&dir, &loss_rows)?;
+    let lost: u64 = loss_rows.iter().map(|l| l.count).sum();
+    let mut m = manifest.lock().expect("manifest lock");
+    m.segments = written.segments.clone();
+    m.events = written.rows;
+    m.lost_events = lost;
+    m.stopped_ns = Some(monotonic_ns(libc::CLOCK_MONOTONIC) as u64);
+    m.end = end.clone();
+    m.ended_cleanly = end != "error";
+    write_manifest(&dir, &m)?;
+    Ok(RecordSummary {
+        dir,
+        events: written.rows,
+        lost,
+        segments: written.segments,
+        probes_attached: probe_rows.len(),
+        probes_failed: m.attach_plan.iter().filter(|a| !a.attached).count(),
+        end,
+    })
+}

@@ -1,0 +1,195 @@
+//! The two threads behind a recording: the drain thread empties the ring
+//! buffer into chunks; the writer thread turns chunks into batches and
+//! segments. A bounded channel between them bounds memory: when the writer
+//! falls behind, the drain thread blocks, the kernel's ring buffer fills,
+//! and the programs count what they cannot deliver.
+
+use std::os::fd::RawFd;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use nft_schema::raw::SkbEvent;
+
+use crate::drain::{DrainError, EventReader};
+use crate::writer::batch::{events_batch, Names};
+use crate::writer::segments::{SegmentError, SegmentWriter};
+
+/// Events per chunk handed from the drain thread to the writer.
+const CHUNK: usize = 16 * 1024;
+/// Chunks in flight at most: bounds the recorder's memory.
+const CHANNEL_CHUNKS: usize = 32;
+
+pub enum WriterMsg {
+    Events(Vec<SkbEvent>),
+}
+
+/// Limits the writer enforces.
+#[derive(Clone, Debug)]
+pub struct WriterLimits {
+    pub flush_interval: Duration,
+    pub segment_interval: Duration,
+    pub segment_rows: u64,
+    pub max_bytes: Option<u64>,
+    /// With `max_bytes`: delete the oldest segments instead of stopping.
+    pub ring: bool,
+}
+
+/// What the writer thread reports at the end.
+#[derive(Debug, Default)]
+pub struct WriterResult {
+    pub rows: u64,
+    pub segments: Vec<String>,
+    pub deleted_segments: Vec<String>,
+    pub bytes_on_disk: u64,
+    pub hit_max_bytes: bool,
+    /// Events that arrived after `--max-bytes` was reached and were not
+    /// written: counted as losses, never dropped silently.
+    pub dropped_after_limit: u64,
+}
+
+/// `--live` printer, called on the drain thread for each event.
+pub type LiveSink = Box<dyn FnMut(&SkbEvent) + Send>;
+
+/// Callback the writer calls after each segment is closed, so the manifest
+/// lists it.
+pub type OnSegment = Box<dyn FnMut(&[String]) + Send>;
+
+pub fn spawn_drain(
+    mut reader: EventReader,
+    tx: SyncSender<WriterMsg>,
+    stop: Arc<AtomicBool>,
+    live: Option<LiveSink>,
+) -> JoinHandle<Result<u64, DrainError>> {
+    std::thread::Builder::new()
+        .name("nft-drain".into())
+        .spawn(move || {
+            let mut live = live;
+            let fd = reader.as_raw_fd();
+            let mut chunk = Vec::with_capacity(CHUNK);
+            let mut total = 0u64;
+            let mut last_send = Instant::now();
+            loop {
+                let stopping = stop.load(Ordering::Acquire);
+                if !stopping {
+                    wait_readable(fd, Duration::from_millis(100));
+                }
+                let n = reader.drain_into(&mut chunk)?;
+                if let Some(live) = live.as_mut() {
+                    for e in &chunk[chunk.len() - n..] {
+                        live(e);
+                    }
+                }
+                total += n as u64;
+                // Hand over full chunks at once, partial ones at least every
+                // 200 ms so the writer's flush interval holds.
+                if chunk.len() >= CHUNK
+                    || (!chunk.is_empty() && last_send.elapsed() >= Duration::from_millis(200))
+                    || (stopping && !chunk.is_empty())
+                {
+                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                    if tx.send(WriterMsg::Events(full)).is_err() {
+                        break; // writer gone (error); it reports why
+                    }
+                    last_send = Instant::now();
+                }
+                if stopping && n == 0 {
+                    break;
+                }
+            }
+            Ok(total)
+        })
+        .expect("spawn drain thread")
+}
+
+fn wait_readable(fd: RawFd, timeout: Duration) {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd; an error or timeout just returns.
+    unsafe { libc::poll(&mut pfd, 1, timeout.as_millis() as i32) };
+}
+
+pub fn channel() -> (SyncSender<WriterMsg>, Receiver<WriterMsg>) {
+    sync_channel(CHANNEL_CHUNKS)
+}
+
+pub fn spawn_writer(
+    dir: PathBuf,
+    names: Names,
+    limits: WriterLimits,
+    rx: Receiver<WriterMsg>,
+    stop: Arc<AtomicBool>,
+    mut on_segment: OnSegment,
+) -> JoinHandle<Result<WriterResult, SegmentError>> {
+    std::thread::Builder::new()
+        .name("nft-writer".into())
+        .spawn(move || {
+            let mut segments = SegmentWriter::new(&dir);
+            let mut result = WriterResult::default();
+            let mut last_flush = Instant::now();
+            let mut segment_started = Instant::now();
+            loop {
+                let msg = rx.recv_timeout(limits.flush_interval.min(Duration::from_millis(250)));
+                match msg {
+                    Ok(WriterMsg::Events(events)) => {
+                        if result.hit_max_bytes {
+                            result.dropped_after_limit += events.len() as u64;
+                        } else if !events.is_empty() {
+                            if segments.open_rows() == 0 {
+                                segment_started = Instant::now();
+                            }
+                            let batch = events_batch(&events, &names).map_err(|source| {
+                                SegmentError::Arrow {
+                                    path: dir.clone(),
+                                    source,
+                                }
+                            })?;
+                            segments.write(&batch)?;
+                        }
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+                if last_flush.elapsed() >= limits.flush_interval {
+                    segments.flush()?;
+                    last_flush = Instant::now();
+                }
+                let rotate = segments.open_rows() >= limits.segment_rows
+                    || (segments.open_rows() > 0
+                        && segment_started.elapsed() >= limits.segment_interval);
+                if rotate {
+                    segments.rotate()?;
+                    on_segment(&segments.closed());
+                }
+                if let Some(max) = limits.max_bytes {
+                    while segments.bytes_on_disk() > max && !result.hit_max_bytes {
+                        if limits.ring {
+                            match segments.remove_oldest()? {
+                                Some(name) => result.deleted_segments.push(name),
+                                None => break,
+                            }
+                            on_segment(&segments.closed());
+                        } else {
+                            // Stop cleanly: ask the recorder to stop; what
+                            // is already written stays.
+                            result.hit_max_bytes = true;
+                            stop.store(true, Ordering::Release);
+                        }
+                    }
+                }
+            }
+            segments.rotate()?;
+            result.rows = segments.rows_written();
+            result.segments = segments.closed();
+            result.bytes_on_disk = segments.bytes_on_disk();
+            on_segment(&result.segments);
+            Ok(result)
+        })
+        .expect("spawn writer thread")
+}

@@ -1,0 +1,266 @@
+//! Raw `SkbEvent`s -> one Arrow `RecordBatch` of the `events` schema.
+//!
+//! Names (probe, drop reason, location symbol) and addresses repeat across
+//! events, so they are built as dictionary columns directly: each distinct
+//! value is formatted once per batch, not once per event.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::Ipv6Addr;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, DictionaryArray, Int32Array, PrimitiveArray, StringArray, UInt16Array, UInt64Array,
+    UInt8Array,
+};
+use arrow::datatypes::{ArrowPrimitiveType, Int32Type};
+use arrow::error::ArrowError;
+use arrow::record_batch::RecordBatch;
+use nft_schema::raw::{EventKind, SkbEvent, PROBE_KFREE_SKB};
+use nft_schema::tables::events_schema;
+
+use super::kallsyms::Kallsyms;
+
+/// What the writer knows about names, resolved once at start.
+#[derive(Default)]
+pub struct Names {
+    /// probe id -> probe name (`net:netif_receive_skb`).
+    pub probes: HashMap<u32, String>,
+    /// drop reason code -> name (`NETFILTER_DROP`).
+    pub drop_reasons: HashMap<u32, String>,
+    pub kallsyms: Option<Kallsyms>,
+}
+
+/// Builds a dictionary column from keys, formatting each distinct key once.
+struct DictColumn<K> {
+    index: HashMap<K, i32>,
+    values: Vec<String>,
+    keys: Vec<Option<i32>>,
+}
+
+impl<K: Hash + Eq + Copy> DictColumn<K> {
+    fn with_capacity(n: usize) -> Self {
+        Self {
+            index: HashMap::new(),
+            values: Vec::new(),
+            keys: Vec::with_capacity(n),
+        }
+    }
+
+    fn push(&mut self, key: Option<K>, format: impl FnOnce(K) -> String) {
+        let Some(key) = key else {
+            self.keys.push(None);
+            return;
+        };
+        let next = self.values.len() as i32;
+        let values = &mut self.values;
+        let i = *self.index.entry(key).or_insert_with(|| {
+            values.push(format(key));
+            next
+        });
+        self.keys.push(Some(i));
+    }
+
+    fn finish(self) -> ArrayRef {
+        let keys = Int32Array::from(self.keys);
+        let values = Arc::new(StringArray::from(self.values));
+        Arc::new(DictionaryArray::<Int32Type>::try_new(keys, values).expect("keys index values"))
+    }
+}
+
+fn column<T: ArrowPrimitiveType>(values: Vec<T::Native>) -> ArrayRef {
+    Arc::new(PrimitiveArray::<T>::from_iter_values(values))
+}
+
+fn nullable<T: ArrowPrimitiveType>(values: Vec<Option<T::Native>>) -> ArrayRef {
+    Arc::new(values.into_iter().collect::<PrimitiveArray<T>>())
+}
+
+/// Address as text: IPv4-mapped addresses print as dotted quads.
+pub fn addr_text(addr: [u8; 16]) -> String {
+    let v6 = Ipv6Addr::from(addr);
+    match v6.to_ipv4_mapped() {
+        Some(v4) => v4.to_string(),
+        None => v6.to_string(),
+    }
+}
+
+/// One batch of the `events` table.
+pub fn events_batch(events: &[SkbEvent], names: &Names) -> Result<RecordBatch, ArrowError> {
+    use arrow::datatypes::{
+        UInt16Type as U16, UInt32Type as U32, UInt64Type as U64, UInt8Type as U8,
+    };
+    let n = events.len();
+    let mut probe = DictColumn::with_capacity(n);
+    let mut kind = DictColumn::with_capacity(n);
+    let mut saddr = DictColumn::with_capacity(n);
+    let mut daddr = DictColumn::with_capacity(n);
+    let mut drop_reason = DictColumn::with_capacity(n);
+    let mut location_sym = DictColumn::with_capacity(n);
+    for e in events {
+        probe.push(Some(e.probe_id), |id| {
+            names
+                .probes
+                .get(&id)
+                .cloned()
+                .unwrap_or_else(|| format!("probe#{id}"))
+        });
+        kind.push(Some(e.kind), |k| match k {
+            k if k == EventKind::Tracepoint as u8 => "tracepoint".into(),
+            k if k == EventKind::Function as u8 => "function".into(),
+            k => format!("kind#{k}"),
+        });
+        let ip = e.ip_version != 0;
+        saddr.push(ip.then_some(e.saddr), addr_text);
+        daddr.push(ip.then_some(e.daddr), addr_text);
+        let dropped = e.probe_id == PROBE_KFREE_SKB;
+        drop_reason.push(dropped.then_some(e.drop_reason), |code| {
+            names
+                .drop_reasons
+                .get(&code)
+                .cloned()
+                .unwrap_or_else(|| format!("reason#{code}"))
+        });
+        let loc = (e.location != 0).then_some(e.location);
+        location_sym.push(loc, |addr| match &names.kallsyms {
+            Some(k) => k.resolve(addr),
+            None => format!("{addr:#x}"),
+        });
+    }
+    let ip = |f: &dyn Fn(&SkbEvent) -> u8| -> Vec<Option<u8>> {
+        events
+            .iter()
+            .map(|e| (e.ip_version != 0).then(|| f(e)))
+            .collect()
+    };
+    let l4 = |e: &SkbEvent| e.ip_version != 0 && matches!(e.l4_proto, 6 | 17);
+    let icmp = |e: &SkbEvent| e.ip_version != 0 && matches!(e.l4_proto, 1 | 58);
+    let columns: Vec<ArrayRef> = vec![
+        column::<U64>(events.iter().map(|e| e.ts_ns).collect()),
+        column::<U64>(events.iter().map(|e| e.skb).collect()),
+        column::<U32>(events.iter().map(|e| e.probe_id).collect()),
+        probe.finish(),
+        kind.finish(),
+        column::<U32>(events.iter().map(|e| e.cpu).collect()),
+        column::<U32>(events.iter().map(|e| e.netns).collect()),
+        column::<U32>(events.iter().map(|e| e.ifindex).collect()),
+        column::<U32>(events.iter().map(|e| e.mark).collect()),
+        column::<U32>(events.iter().map(|e| e.len).collect()),
+        column::<U16>(events.iter().map(|e| e.protocol).collect()),
+        nullable::<U8>(ip(&|e| e.ip_version)),
+        saddr.finish(),
+        daddr.finish(),
+        nullable::<U8>(ip(&|e| e.l4_proto)),
+        Arc::new(UInt16Array::from_iter(
+            events.iter().map(|e| l4(e).then_some(e.sport)),
+        )),
+        Arc::new(UInt16Array::from_iter(
+            events.iter().map(|e| l4(e).then_some(e.dport)),
+        )),
+        Arc::new(UInt8Array::from_iter(
+            events
+                .iter()
+                .map(|e| (l4(e) && e.l4_proto == 6).then_some(e.tcp_flags)),
+        )),
+        Arc::new(UInt8Array::from_iter(
+            events.iter().map(|e| icmp(e).then_some(e.icmp_type)),
+        )),
+        Arc::new(UInt8Array::from_iter(
+            events.iter().map(|e| icmp(e).then_some(e.icmp_code)),
+        )),
+        Arc::new(UInt16Array::from_iter(
+            events
+                .iter()
+                .map(|e| (e.ip_version == 4).then_some(e.ip_id)),
+        )),
+        drop_reason.finish(),
+        Arc::new(UInt64Array::from_iter(
+            events
+                .iter()
+                .map(|e| (e.location != 0).then_some(e.location)),
+        )),
+        location_sym.finish(),
+    ];
+    RecordBatch::try_new(events_schema(), columns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, AsArray};
+
+    fn event(probe_id: u32, v4: [u8; 4]) -> SkbEvent {
+        let mut saddr = [0u8; 16];
+        saddr[10] = 0xff;
+        saddr[11] = 0xff;
+        saddr[12..].copy_from_slice(&v4);
+        SkbEvent {
+            ts_ns: 1,
+            skb: 0xffff_8880_0000_1000,
+            probe_id,
+            ip_version: 4,
+            l4_proto: 6,
+            sport: 443,
+            dport: 50000,
+            tcp_flags: 0x12,
+            saddr,
+            daddr: saddr,
+            kind: EventKind::Tracepoint as u8,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn names_and_addresses_are_dictionary_columns() {
+        let mut names = Names::default();
+        names.probes.insert(3, "net:netif_receive_skb".into());
+        let batch = events_batch(
+            &[
+                event(3, [10, 0, 0, 1]),
+                event(3, [10, 0, 0, 1]),
+                event(9, [10, 0, 0, 2]),
+            ],
+            &names,
+        )
+        .unwrap();
+        assert_eq!(batch.num_rows(), 3);
+        let saddr = batch
+            .column_by_name("saddr")
+            .unwrap()
+            .as_dictionary::<Int32Type>();
+        assert_eq!(saddr.values().len(), 2, "each address formatted once");
+        let values = saddr.values().as_string::<i32>();
+        assert_eq!(values.value(saddr.keys().value(2) as usize), "10.0.0.2");
+        let probe = batch
+            .column_by_name("probe")
+            .unwrap()
+            .as_dictionary::<Int32Type>();
+        let pv = probe.values().as_string::<i32>();
+        assert_eq!(
+            pv.value(probe.keys().value(0) as usize),
+            "net:netif_receive_skb"
+        );
+        assert_eq!(pv.value(probe.keys().value(2) as usize), "probe#9");
+        // Not a kfree_skb event: no drop reason.
+        assert!(batch.column_by_name("drop_reason").unwrap().is_null(0));
+    }
+
+    #[test]
+    fn ipv6_and_non_ip_events() {
+        let mut e = event(1, [0; 4]);
+        e.ip_version = 6;
+        e.saddr = "fd00::1".parse::<Ipv6Addr>().unwrap().octets();
+        let raw = SkbEvent {
+            protocol: 0x0806,
+            ..Default::default()
+        };
+        let batch = events_batch(&[e, raw], &Names::default()).unwrap();
+        let saddr = batch
+            .column_by_name("saddr")
+            .unwrap()
+            .as_dictionary::<Int32Type>();
+        assert_eq!(saddr.values().as_string::<i32>().value(0), "fd00::1");
+        assert!(saddr.is_null(1));
+        assert!(batch.column_by_name("sport").unwrap().is_null(1));
+    }
+}
