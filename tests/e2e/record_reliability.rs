@@ -1,0 +1,288 @@
+//! The recorder's promises, each tested on the real kernel: no silent loss,
+//! crash safety, bounded disk, and clear errors before anything is attached.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use nft_recorder::writer::segments::recover_open_segments;
+use nft_tests::{duckdb_i64, kernel_lock, run, workspace_bin, TwoHosts};
+
+fn recording_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("nt-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn start(dir: &Path, args: &[&str]) -> Child {
+    let child = Command::new(workspace_bin("nft-recorder"))
+        .args(["record", "-o"])
+        .arg(dir)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !dir.join("recording.json").exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "recorder never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
+fn signal(child: &Child, sig: libc::c_int) {
+    // SAFETY: sending a signal to our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
+}
+
+fn manifest(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("recording.json")).unwrap()).unwrap()
+}
+
+fn recorder(args: &[&str]) -> Output {
+    Command::new(workspace_bin("nft-recorder"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Every event the kernel generated is either in the recording or counted
+/// as lost: with a one-page ring buffer and the recorder stopped (SIGSTOP)
+/// during a ping flood, most are lost, and recorded + lost equals the
+/// receive counter of the interface, exactly.
+#[test]
+fn recorded_plus_lost_equals_generated_under_overload() {
+    let _kernel = kernel_lock();
+    let hosts = TwoHosts::new(203).unwrap();
+    let dir = recording_dir("loss");
+    let mut child = start(
+        &dir,
+        &[
+            "--netns",
+            &hosts.b.name,
+            "--tracepoint",
+            "netif_receive_skb",
+            "--ringbuf-size",
+            "4096",
+        ],
+    );
+    let rx_before = hosts
+        .b
+        .sysfs_u64(&hosts.b_dev, "statistics/rx_packets")
+        .unwrap();
+    signal(&child, libc::SIGSTOP);
+    hosts
+        .a
+        .exec("ping", &["-q", "-f", "-c", "2000", "-s", "64", &hosts.b_ip])
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let rx_after = hosts
+        .b
+        .sysfs_u64(&hosts.b_dev, "statistics/rx_packets")
+        .unwrap();
+    signal(&child, libc::SIGCONT);
+    std::thread::sleep(Duration::from_millis(300));
+    signal(&child, libc::SIGINT);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let m = manifest(&dir);
+    assert_eq!(m["end"], "signal");
+    assert_eq!(m["ended_cleanly"], true);
+    let recorded = m["events"].as_i64().unwrap();
+    let lost = m["lost_events"].as_i64().unwrap();
+    let generated = (rx_after - rx_before) as i64;
+    assert!(generated >= 2000, "{generated}");
+    assert!(
+        lost > 0,
+        "a 4 KiB ring buffer with the reader stopped must overflow"
+    );
+    assert_eq!(
+        recorded + lost,
+        generated,
+        "recorded {recorded} + lost {lost}"
+    );
+    // The losses table holds the same total, attributed to the probe.
+    let table_lost = duckdb_i64(
+        &dir,
+        "SELECT sum(count) FROM read_parquet('{dir}/losses.parquet') \
+         WHERE reason = 'ringbuf_full' AND probe_id = (SELECT probe_id FROM \
+         read_parquet('{dir}/probes.parquet') WHERE name = 'net:netif_receive_skb')",
+    )
+    .unwrap();
+    assert_eq!(table_lost, lost);
+    let rows = duckdb_i64(
+        &dir,
+        "SELECT count(*) FROM read_parquet('{dir}/events-*.parquet')",
+    )
+    .unwrap();
+    assert_eq!(rows, recorded);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `kill -9`: closed segments stay readable, the open one is readable up to
+/// its last flush, and the manifest says the recording did not end.
+#[test]
+fn kill_9_loses_at_most_the_last_flush_interval() {
+    let _kernel = kernel_lock();
+    let hosts = TwoHosts::new(204).unwrap();
+    let dir = recording_dir("kill");
+    let mut child = start(
+        &dir,
+        &[
+            "--netns",
+            &hosts.b.name,
+            "--tracepoint",
+            "netif_receive_skb",
+            "--segment-seconds",
+            "0.5",
+            "--flush-interval",
+            "0.2",
+        ],
+    );
+    // Two bursts, so at least one segment is closed before the kill.
+    for _ in 0..2 {
+        hosts
+            .a
+            .exec(
+                "ping",
+                &["-q", "-c", "10", "-i", "0.02", "-s", "300", &hosts.b_ip],
+            )
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(800));
+    }
+    // Longer than the flush interval since the last packet.
+    std::thread::sleep(Duration::from_millis(500));
+    signal(&child, libc::SIGKILL);
+    let _ = child.wait();
+
+    let m = manifest(&dir);
+    assert_eq!(m["end"], "running", "a killed recorder cannot say it ended");
+    assert_eq!(m["ended_cleanly"], false);
+    let closed = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "parquet")
+        })
+        .count();
+    assert!(
+        closed >= 3,
+        "events segment(s) + probes + drop_reasons: {closed}"
+    );
+    recover_open_segments(&dir).unwrap();
+    // Every echo request (len 20 + 8 + 300) sent before the kill is there.
+    let echo = duckdb_i64(
+        &dir,
+        "SELECT count(*) FROM read_parquet('{dir}/events-*.parquet') WHERE icmp_type = 8 AND len = 328",
+    )
+    .unwrap();
+    assert_eq!(echo, 20);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `--max-bytes`: the recorder stops by itself and says why; what arrived
+/// after the limit is counted as lost.
+#[test]
+fn max_bytes_stops_cleanly() {
+    let _kernel = kernel_lock();
+    let hosts = TwoHosts::new(205).unwrap();
+    let dir = recording_dir("max");
+    let mut child = start(
+        &dir,
+        &[
+            "--netns",
+            &hosts.b.name,
+            "--max-bytes",
+            "1",
+            "--flush-interval",
+            "0.1",
+            "--duration",
+            "10",
+        ],
+    );
+    let _ = hosts
+        .a
+        .exec("ping", &["-q", "-c", "5", "-i", "0.1", &hosts.b_ip]);
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(8),
+            "did not stop at --max-bytes"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success());
+    let m = manifest(&dir);
+    assert_eq!(m["end"], "max-bytes");
+    assert_eq!(m["ended_cleanly"], true);
+    assert!(m["events"].as_i64().unwrap() > 0);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn programs_loaded() -> usize {
+    let out = run("bpftool", &["prog", "show"]).unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("tp_a") || l.contains("tp_kfree_skb"))
+        .count()
+}
+
+/// Bad input: a clear message, exit non-zero, nothing attached, no
+/// directory left behind.
+#[test]
+fn bad_input_is_refused_before_anything_is_attached() {
+    let _kernel = kernel_lock();
+    let dir = recording_dir("bad");
+    let cases: &[(&[&str], &str)] = &[
+        (&["--netns", "no-such-ns-xyz"], "--netns no-such-ns-xyz"),
+        (
+            &["--port", "70000"],
+            "--port \"70000\": a port is a number from 1 to 65535",
+        ),
+        (
+            &["--host", "10.0.0.300"],
+            "--host \"10.0.0.300\": not an IPv4 or IPv6 address",
+        ),
+        (&["--proto", "sctp"], "expected tcp, udp, icmp or icmpv6"),
+        (
+            &["--tracepoint", "no_such_tp"],
+            "--tracepoint no_such_tp: no such tracepoint",
+        ),
+        (&["--ringbuf-size", "5000"], "must be a power of two"),
+        (&["--duration", "0"], "must be a positive number of seconds"),
+    ];
+    for (args, expected) in cases {
+        let mut full = vec!["record", "-o", dir.to_str().unwrap()];
+        full.extend_from_slice(args);
+        let out = recorder(&full);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(!dir.exists(), "{args:?} left {}", dir.display());
+        assert_eq!(programs_loaded(), 0, "{args:?} left programs attached");
+    }
+    // A directory that already holds something is never overwritten.
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("keep"), "x").unwrap();
+    let out = recorder(&["record", "-o", dir.to_str().unwrap(), "--duration", "1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("exists and is not empty"));
+    assert_eq!(std::fs::read_to_string(dir.join("keep")).unwrap(), "x");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
