@@ -59,7 +59,7 @@ fn recorded_plus_lost_equals_generated_under_overload() {
     let _kernel = kernel_lock();
     let hosts = TwoHosts::new(203).unwrap();
     let dir = recording_dir("loss");
-    let mut child = start(
+    let child = start(
         &dir,
         &[
             "--netns",
