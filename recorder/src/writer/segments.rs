@@ -20,7 +20,7 @@ use nft_schema::columns::events;
 use nft_schema::tables::events_schema;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +73,9 @@ pub fn parquet_properties() -> WriterProperties {
             Encoding::DELTA_BINARY_PACKED,
         )
         .set_column_dictionary_enabled(ColumnPath::from(events::TS_NS), false)
+        // Min/max per column chunk is enough to skip row groups; per-page
+        // statistics cost encoding time for little.
+        .set_statistics_enabled(EnabledStatistics::Chunk)
         // Large row groups compress better; a segment is bounded anyway.
         .set_max_row_group_row_count(Some(1 << 20))
         .build()
