@@ -59,6 +59,9 @@ pub enum AttachError {
 pub fn chain(e: &dyn std::error::Error) -> String {
     let s = chain_full(e);
     match s.split_once("Verifier output:") {
+        Some((head, log)) if log.trim().trim_start_matches(':').trim().is_empty() => {
+            head.trim_end().to_string()
+        }
         Some((head, log)) => {
             let lines: Vec<&str> = log.trim().lines().collect();
             let tail = lines[lines.len().saturating_sub(3)..].join(" | ");
@@ -73,7 +76,9 @@ fn chain_full(e: &dyn std::error::Error) -> String {
     let mut cur = e.source();
     while let Some(cause) = cur {
         let text = cause.to_string();
-        if !s.contains(&text) {
+        // aya repeats a cause's text in its own message; keep it once.
+        let prefix: String = text.chars().take(40).collect();
+        if !s.contains(&prefix) {
             s.push_str(": ");
             s.push_str(&text);
         }
