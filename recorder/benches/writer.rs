@@ -45,7 +45,7 @@ fn events(n: usize) -> Vec<SkbEvent> {
     while out.len() < n {
         let flow = (rng.next() % 2000) as u32;
         let skb = 0xffff_8880_1000_0000 + (rng.next() % 4096) * 256;
-        let drop = rng.next() % 50 == 0;
+        let drop = rng.next().is_multiple_of(50);
         let id = (rng.next() & 0xffff) as u16;
         for (hop, probe) in PATH.iter().enumerate() {
             let last = hop == PATH.len() - 1;
@@ -65,7 +65,7 @@ fn events(n: usize) -> Vec<SkbEvent> {
                 } else {
                     *probe
                 },
-                cpu: (flow % 2) as u32,
+                cpu: flow % 2,
                 netns: 4026531840,
                 ifindex: 2 + (hop as u32 % 3),
                 mark: 0,
@@ -153,6 +153,6 @@ fn main() {
     println!(
         "peak RSS           {} MiB (input events alone: {} MiB)",
         peak_rss_kib() / 1024,
-        n * std::mem::size_of::<SkbEvent>() >> 20
+        (n * std::mem::size_of::<SkbEvent>()) >> 20
     );
 }

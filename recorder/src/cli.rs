@@ -107,6 +107,10 @@ pub struct RecordArgs {
     /// Print one line per event while recording.
     #[arg(long)]
     live: bool,
+    /// Do not record the kernel's nftrace messages (and do not install the
+    /// temporary `inet nft_tracer` table that enables them).
+    #[arg(long)]
+    no_nftrace: bool,
 }
 
 fn seconds(flag: &str, v: f64) -> anyhow::Result<Duration> {
@@ -139,6 +143,7 @@ impl RecordArgs {
         o.flush_interval = seconds("flush-interval", self.flush_interval)?;
         o.segment_interval = seconds("segment-seconds", self.segment_seconds)?;
         o.live = self.live;
+        o.nftrace = !self.no_nftrace;
         Ok(o)
     }
 }

@@ -67,3 +67,43 @@ pub mod losses {
     pub const REASON: &str = "reason";
     pub const COUNT: &str = "count";
 }
+
+/// `nftrace` table: one row per kernel nftrace message (NFNLGRP_NFTRACE):
+/// a rule that matched, a chain return, or a chain policy.
+pub mod nftrace {
+    /// Kernel CLOCK_MONOTONIC ns when the recorder received the message
+    /// (the kernel puts no timestamp in it).
+    pub const TS_NS: &str = "ts_ns";
+    /// Inode of the network namespace the message came from.
+    pub const NETNS: &str = "netns";
+    /// The kernel's trace id: one per packet per hook.
+    pub const TRACE_ID: &str = "trace_id";
+    /// `rule`, `return` or `policy`.
+    pub const TYPE: &str = "type";
+    /// `ip`, `ip6`, `inet`, `bridge`, `arp`, `netdev`.
+    pub const FAMILY: &str = "family";
+    pub const TABLE: &str = "table";
+    pub const CHAIN: &str = "chain";
+    /// Rule handle, as `nft -a list ruleset` prints it (rule events).
+    pub const RULE_HANDLE: &str = "rule_handle";
+    /// `accept`, `drop`, `continue`, `jump`, `goto`, `return`, `queue`,
+    /// `stolen`, `break`, `repeat`.
+    pub const VERDICT: &str = "verdict";
+    /// Target chain of a jump or goto.
+    pub const TARGET: &str = "target";
+    /// The chain's policy (policy events).
+    pub const POLICY: &str = "policy";
+    pub const IIF: &str = "iif";
+    pub const OIF: &str = "oif";
+    pub const MARK: &str = "mark";
+    pub const IP_VERSION: &str = "ip_version";
+    pub const SADDR: &str = "saddr";
+    pub const DADDR: &str = "daddr";
+    pub const L4_PROTO: &str = "l4_proto";
+    pub const SPORT: &str = "sport";
+    pub const DPORT: &str = "dport";
+    pub const TCP_FLAGS: &str = "tcp_flags";
+    pub const ICMP_TYPE: &str = "icmp_type";
+    pub const ICMP_CODE: &str = "icmp_code";
+    pub const IP_ID: &str = "ip_id";
+}

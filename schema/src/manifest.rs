@@ -37,6 +37,13 @@ pub struct Manifest {
     pub segments: Vec<String>,
     /// Events written to segments.
     pub events: u64,
+    /// Closed `nftrace` segment files, in order.
+    pub nftrace_segments: Vec<String>,
+    /// nftrace messages written.
+    pub nftrace_events: u64,
+    /// Ruleset snapshots (`nft -j -a list ruleset`), per namespace, at start
+    /// and stop.
+    pub rulesets: Vec<String>,
     /// Total events lost (details in the `losses` table).
     pub lost_events: u64,
     /// How the recording ended: `running` until it does, then `duration`,

@@ -211,6 +211,13 @@ pub const PROBE_KFREE_SKB: u32 = tp_slot_base(TP_SLOTS.len());
 /// Probe ids at or above this are kernel functions (recorder part 2).
 pub const PROBE_FUNCTION_BASE: u32 = 1024;
 
+/// `probe_id` of losses in the nftrace source (netlink overruns).
+pub const PROBE_NFTRACE: u32 = u32::MAX - 1;
+
+/// `probe_id` of losses in the recorder's writer (events after
+/// `--max-bytes`).
+pub const PROBE_WRITER: u32 = u32::MAX;
+
 /// Why an event could not be delivered. Index into the per-CPU `LOSSES` map.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -5,7 +5,7 @@ use std::sync::{Arc, OnceLock};
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
-use crate::columns::{drop_reasons, events, losses, probes};
+use crate::columns::{drop_reasons, events, losses, nftrace, probes};
 
 /// Names of the tables (and the file stems of their Parquet files).
 pub mod names {
@@ -13,6 +13,7 @@ pub mod names {
     pub const PROBES: &str = "probes";
     pub const DROP_REASONS: &str = "drop_reasons";
     pub const LOSSES: &str = "losses";
+    pub const NFTRACE: &str = "nftrace";
 }
 
 fn cached(cell: &'static OnceLock<SchemaRef>, build: fn() -> Schema) -> SchemaRef {
@@ -87,6 +88,40 @@ pub fn drop_reasons_schema() -> SchemaRef {
     })
 }
 
+/// `nftrace`: the kernel's own per-rule trace messages.
+pub fn nftrace_schema() -> SchemaRef {
+    static CELL: OnceLock<SchemaRef> = OnceLock::new();
+    cached(&CELL, || {
+        use DataType::*;
+        Schema::new(vec![
+            Field::new(nftrace::TS_NS, UInt64, false),
+            Field::new(nftrace::NETNS, UInt32, false),
+            Field::new(nftrace::TRACE_ID, UInt32, false),
+            dict(nftrace::TYPE, false),
+            dict(nftrace::FAMILY, false),
+            dict(nftrace::TABLE, false),
+            dict(nftrace::CHAIN, false),
+            Field::new(nftrace::RULE_HANDLE, UInt64, true),
+            dict(nftrace::VERDICT, true),
+            dict(nftrace::TARGET, true),
+            dict(nftrace::POLICY, true),
+            Field::new(nftrace::IIF, UInt32, true),
+            Field::new(nftrace::OIF, UInt32, true),
+            Field::new(nftrace::MARK, UInt32, true),
+            Field::new(nftrace::IP_VERSION, UInt8, true),
+            dict(nftrace::SADDR, true),
+            dict(nftrace::DADDR, true),
+            Field::new(nftrace::L4_PROTO, UInt8, true),
+            Field::new(nftrace::SPORT, UInt16, true),
+            Field::new(nftrace::DPORT, UInt16, true),
+            Field::new(nftrace::TCP_FLAGS, UInt8, true),
+            Field::new(nftrace::ICMP_TYPE, UInt8, true),
+            Field::new(nftrace::ICMP_CODE, UInt8, true),
+            Field::new(nftrace::IP_ID, UInt16, true),
+        ])
+    })
+}
+
 /// `losses`: every event that could not be delivered, counted.
 pub fn losses_schema() -> SchemaRef {
     static CELL: OnceLock<SchemaRef> = OnceLock::new();
@@ -113,6 +148,7 @@ mod tests {
             probes_schema(),
             drop_reasons_schema(),
             losses_schema(),
+            nftrace_schema(),
         ] {
             let mut names: Vec<_> = schema.fields().iter().map(|f| f.name().clone()).collect();
             let n = names.len();

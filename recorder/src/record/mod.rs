@@ -23,11 +23,13 @@ use crate::drain::{loss_reason_name, EventReader, LossCounters};
 use crate::kernel::btf::KernelBtf;
 use crate::kernel::netns::{netns_inode, netns_path};
 use crate::loader::{LoadOptions, LoadedObject};
+use crate::sources::nftrace::{self, NftraceTarget, NftraceWriter};
 use crate::sources::{chain, tracepoint};
 use crate::writer::batch::Names;
 use crate::writer::dims::{self, LossRow, ProbeRow};
 use crate::writer::kallsyms::Kallsyms;
 use crate::writer::manifest::write_manifest;
+use crate::writer::segments::SegmentWriter;
 use filter::{parse_filter, FilterArgs};
 use pipeline::{WriterLimits, WriterResult};
 
@@ -48,6 +50,8 @@ pub struct RecordOptions {
     pub segment_interval: Duration,
     pub segment_rows: u64,
     pub live: bool,
+    /// Record the kernel's nftrace messages (and install the marking table).
+    pub nftrace: bool,
     pub command_line: Vec<String>,
 }
 
@@ -67,6 +71,7 @@ impl RecordOptions {
             segment_interval: Duration::from_secs(30),
             segment_rows: 4 << 20,
             live: false,
+            nftrace: true,
             command_line: std::env::args().collect(),
         }
     }
@@ -328,6 +333,86 @@ fn record_into(
         return Err(RecordError::NothingAttached(why));
     }
 
+    // --- nftrace: one thread per namespace -------------------------------------
+    let nftrace_stop = Arc::new(AtomicBool::new(false));
+    let nftrace_writer: NftraceWriter = Arc::new(Mutex::new(SegmentWriter::for_table(
+        &dir,
+        nft_schema::tables::names::NFTRACE,
+        nft_schema::tables::nftrace_schema(),
+    )));
+    let mut nftrace_threads = Vec::new();
+    let mut rulesets = Vec::new();
+    if opts.nftrace {
+        let targets: Vec<NftraceTarget> = if netns.is_empty() {
+            vec![NftraceTarget {
+                label: "self".into(),
+                netns_path: None,
+                inode: crate::kernel::netns::own_netns_inode().unwrap_or(0),
+            }]
+        } else {
+            netns
+                .iter()
+                .map(|n| NftraceTarget {
+                    label: n
+                        .name
+                        .chars()
+                        .map(|c| {
+                            if c.is_ascii_alphanumeric() || c == '-' {
+                                c
+                            } else {
+                                '_'
+                            }
+                        })
+                        .collect(),
+                    netns_path: Some(netns_path(&n.name)),
+                    inode: n.inode,
+                })
+                .collect()
+        };
+        for target in targets {
+            let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+            let label = target.label.clone();
+            let handle = nftrace::spawn(
+                target,
+                nftrace::table::filter_rules(&opts.filter),
+                dir.clone(),
+                nftrace_writer.clone(),
+                opts.flush_interval,
+                nftrace_stop.clone(),
+                ready_tx,
+            );
+            let probe = format!("nftrace:{label}");
+            match ready_rx.recv_timeout(Duration::from_secs(15)) {
+                Ok(Ok(())) => {
+                    attach_plan.push(AttachResult {
+                        probe,
+                        attached: true,
+                        error: None,
+                    });
+                    rulesets.push(format!("ruleset-{label}-start.json"));
+                    rulesets.push(format!("ruleset-{label}-stop.json"));
+                    nftrace_threads.push(handle);
+                }
+                Ok(Err(why)) => {
+                    tracing::warn!("{probe}: {why}");
+                    attach_plan.push(AttachResult {
+                        probe,
+                        attached: false,
+                        error: Some(why),
+                    });
+                }
+                Err(_) => {
+                    attach_plan.push(AttachResult {
+                        probe,
+                        attached: false,
+                        error: Some("did not start within 15 s".into()),
+                    });
+                    nftrace_threads.push(handle);
+                }
+            }
+        }
+    }
+
     // --- the recording's fixed parts ----------------------------------------
     let (host, kernel_release) = uname();
     let started_ns = monotonic_ns(libc::CLOCK_MONOTONIC) as u64;
@@ -347,6 +432,9 @@ fn record_into(
         attach_plan,
         segments: Vec::new(),
         events: 0,
+        nftrace_segments: Vec::new(),
+        nftrace_events: 0,
+        rulesets,
         lost_events: 0,
         end: "running".into(),
         ended_cleanly: false,
@@ -424,7 +512,7 @@ fn record_into(
             break;
         }
         if drain.is_finished() || writer.is_finished() {
-            end = "error".into();
+            end = "error: a recorder thread stopped".into();
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -447,12 +535,40 @@ fn record_into(
     if written.hit_max_bytes {
         end = "max-bytes".into();
     }
+    // nftrace: drain what the kernel queued, remove the tables, close.
+    nftrace_stop.store(true, Ordering::Release);
+    let mut nftrace_overruns = 0;
+    for handle in nftrace_threads {
+        match handle.join() {
+            Ok(Ok(stats)) => nftrace_overruns += stats.overruns,
+            Ok(Err(e)) => {
+                tracing::error!("nftrace: {e}");
+                end = format!("error: nftrace: {e}");
+            }
+            Err(_) => end = "error: nftrace thread panicked".into(),
+        }
+    }
+    let (nftrace_segments, nftrace_events) = {
+        let mut w = nftrace_writer.lock().expect("nftrace writer lock");
+        w.rotate()?;
+        (w.closed(), w.rows_written())
+    };
+    if nftrace_overruns > 0 {
+        loss_rows.push(LossRow {
+            window_start_ns: started_ns,
+            window_end_ns: monotonic_ns(libc::CLOCK_MONOTONIC) as u64,
+            cpu: 0,
+            probe_id: nft_schema::raw::PROBE_NFTRACE,
+            reason: "nftrace_overrun".into(),
+            count: nftrace_overruns,
+        });
+    }
     if written.dropped_after_limit > 0 {
         loss_rows.push(LossRow {
             window_start_ns: window_start,
             window_end_ns: monotonic_ns(libc::CLOCK_MONOTONIC) as u64,
             cpu: 0,
-            probe_id: u32::MAX,
+            probe_id: nft_schema::raw::PROBE_WRITER,
             reason: "max_bytes".into(),
             count: written.dropped_after_limit,
         });
@@ -463,10 +579,12 @@ fn record_into(
     let mut m = manifest.lock().expect("manifest lock");
     m.segments = written.segments.clone();
     m.events = written.rows;
+    m.nftrace_segments = nftrace_segments;
+    m.nftrace_events = nftrace_events;
     m.lost_events = lost;
     m.stopped_ns = Some(monotonic_ns(libc::CLOCK_MONOTONIC) as u64);
     m.end = end.clone();
-    m.ended_cleanly = end != "error";
+    m.ended_cleanly = !end.starts_with("error");
     write_manifest(&dir, &m)?;
     Ok(RecordSummary {
         dir,

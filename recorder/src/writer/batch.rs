@@ -32,14 +32,14 @@ pub struct Names {
 }
 
 /// Builds a dictionary column from keys, formatting each distinct key once.
-struct DictColumn<K> {
+pub(crate) struct DictColumn<K> {
     index: HashMap<K, i32>,
     values: Vec<String>,
     keys: Vec<Option<i32>>,
 }
 
 impl<K: Hash + Eq + Copy> DictColumn<K> {
-    fn with_capacity(n: usize) -> Self {
+    pub(crate) fn with_capacity(n: usize) -> Self {
         Self {
             index: HashMap::new(),
             values: Vec::new(),
@@ -47,7 +47,7 @@ impl<K: Hash + Eq + Copy> DictColumn<K> {
         }
     }
 
-    fn push(&mut self, key: Option<K>, format: impl FnOnce(K) -> String) {
+    pub(crate) fn push(&mut self, key: Option<K>, format: impl FnOnce(K) -> String) {
         let Some(key) = key else {
             self.keys.push(None);
             return;
@@ -61,7 +61,7 @@ impl<K: Hash + Eq + Copy> DictColumn<K> {
         self.keys.push(Some(i));
     }
 
-    fn finish(self) -> ArrayRef {
+    pub(crate) fn finish(self) -> ArrayRef {
         let keys = Int32Array::from(self.keys);
         let values = Arc::new(StringArray::from(self.values));
         Arc::new(DictionaryArray::<Int32Type>::try_new(keys, values).expect("keys index values"))

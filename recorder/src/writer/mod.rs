@@ -7,4 +7,5 @@ pub mod batch;
 pub mod dims;
 pub mod kallsyms;
 pub mod manifest;
+pub mod nftrace_batch;
 pub mod segments;

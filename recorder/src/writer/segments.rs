@@ -13,6 +13,7 @@ use std::io::{BufWriter, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use arrow::datatypes::SchemaRef;
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 use arrow::record_batch::RecordBatch;
@@ -81,8 +82,8 @@ pub fn parquet_properties() -> WriterProperties {
         .build()
 }
 
-fn segment_name(index: u32, ext: &str) -> String {
-    format!("events-{index:06}.{ext}")
+fn segment_name(table: &str, index: u32, ext: &str) -> String {
+    format!("{table}-{index:06}.{ext}")
 }
 
 struct OpenSegment {
@@ -92,9 +93,12 @@ struct OpenSegment {
     rows: u64,
 }
 
-/// Writes event batches into rotating segments in one recording directory.
+/// Writes batches of one table into rotating segments in one recording
+/// directory (`<table>-NNNNNN.parquet`).
 pub struct SegmentWriter {
     dir: PathBuf,
+    table: &'static str,
+    schema: SchemaRef,
     next_index: u32,
     open: Option<OpenSegment>,
     /// Closed segments (file names), oldest first, with their sizes.
@@ -103,9 +107,17 @@ pub struct SegmentWriter {
 }
 
 impl SegmentWriter {
+    /// Segments of the `events` table.
     pub fn new(dir: &Path) -> Self {
+        Self::for_table(dir, nft_schema::tables::names::EVENTS, events_schema())
+    }
+
+    /// Segments of any table.
+    pub fn for_table(dir: &Path, table: &'static str, schema: SchemaRef) -> Self {
         Self {
             dir: dir.to_owned(),
+            table,
+            schema,
             next_index: 1,
             open: None,
             closed: Vec::new(),
@@ -118,14 +130,15 @@ impl SegmentWriter {
         if self.open.is_none() {
             let index = self.next_index;
             self.next_index += 1;
-            let path = self.dir.join(segment_name(index, "arrows"));
+            let path = self.dir.join(segment_name(self.table, index, "arrows"));
             let file = create_private(&path)?;
-            let writer = StreamWriter::try_new(BufWriter::new(file), &events_schema()).map_err(
-                |source| SegmentError::Arrow {
-                    path: path.clone(),
-                    source,
-                },
-            )?;
+            let writer =
+                StreamWriter::try_new(BufWriter::new(file), &self.schema).map_err(|source| {
+                    SegmentError::Arrow {
+                        path: path.clone(),
+                        source,
+                    }
+                })?;
             self.open = Some(OpenSegment {
                 index,
                 path,
@@ -188,7 +201,7 @@ impl SegmentWriter {
             source,
         })?;
         drop(file);
-        let name = segment_name(open.index, "parquet");
+        let name = segment_name(self.table, open.index, "parquet");
         let bytes = ipc_to_parquet(&path, &self.dir.join(&name))?.1;
         self.closed.push((name.clone(), bytes));
         Ok(Some(name))
@@ -234,6 +247,7 @@ pub fn ipc_to_parquet(ipc: &Path, parquet: &Path) -> Result<(u64, u64), SegmentE
         source,
     })?;
     let reader = StreamReader::try_new(std::io::BufReader::new(input), None).map_err(arrow_err)?;
+    let schema = reader.schema();
     let tmp = parquet.with_extension("parquet.tmp");
     let out = create_private(&tmp)?;
     let pq_err = |source| SegmentError::Parquet {
@@ -241,7 +255,7 @@ pub fn ipc_to_parquet(ipc: &Path, parquet: &Path) -> Result<(u64, u64), SegmentE
         source,
     };
     let mut writer =
-        ArrowWriter::try_new(out, events_schema(), Some(parquet_properties())).map_err(pq_err)?;
+        ArrowWriter::try_new(out, schema, Some(parquet_properties())).map_err(pq_err)?;
     let mut rows = 0u64;
     for batch in reader {
         // A truncated tail (killed mid-write) ends the stream here.

@@ -1,16 +1,12 @@
-//! nftrace source: the kernel's own per-rule trace messages, on netlink group
-//! NFNLGRP_NFTRACE. Needs nf_tables but no kprobes, so it works where
-//! function tracing is locked down.
+//! The NETLINK_NETFILTER socket joined to NFNLGRP_NFTRACE.
 //!
-//! The socket is hand-written over libc rather than a netlink crate: it only
-//! needs open, join one group, one request and a reply header, and the nftrace
-//! message parser (recorder part 1) will sit on this same socket.
+//! Hand-written over libc rather than a netlink crate: it only needs open,
+//! join one group, one request, and receiving datagrams; the attributes are
+//! parsed in `message.rs`.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
-
-use super::{KernelContext, Source};
 
 const NLMSG_HDRLEN: usize = 16;
 const NFGENMSG_LEN: usize = 4;
@@ -39,7 +35,8 @@ impl NftraceSocket {
         let sock = Self { fd };
         sock.bind()?;
         sock.join_group(libc::NFNLGRP_NFTRACE as u32)?;
-        sock.set_recv_timeout(Duration::from_secs(2))?;
+        sock.set_recv_timeout(Duration::from_millis(200))?;
+        sock.set_recv_buffer(8 << 20);
         Ok(sock)
     }
 
@@ -75,6 +72,40 @@ impl NftraceSocket {
             return Err(io::Error::last_os_error());
         }
         Ok(())
+    }
+
+    /// A large receive buffer: trace messages come in bursts. Best effort
+    /// (SO_RCVBUFFORCE needs CAP_NET_ADMIN); overruns are counted anyway.
+    fn set_recv_buffer(&self, bytes: i32) {
+        // SAFETY: setsockopt with an int of the right size.
+        unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                (&bytes as *const i32).cast(),
+                4,
+            )
+        };
+    }
+
+    /// Receives one datagram (possibly several netlink messages) into
+    /// `buf`. `Ok(0)` on timeout. ENOBUFS means the kernel dropped
+    /// messages: the caller counts it as a loss.
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        // SAFETY: receiving into a buffer we own.
+        let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+            ) {
+                return Ok(0);
+            }
+            return Err(e);
+        }
+        Ok(n as usize)
     }
 
     fn set_recv_timeout(&self, timeout: Duration) -> io::Result<()> {
@@ -145,24 +176,5 @@ impl NftraceSocket {
             }
             return Err(io::Error::other("NFT_MSG_NEWGEN without NFTA_GEN_ID"));
         }
-    }
-}
-
-pub struct NftraceSource;
-
-impl Source for NftraceSource {
-    fn name(&self) -> &'static str {
-        "nftrace"
-    }
-
-    fn try_on_running_kernel(&self, _kernel: &KernelContext) -> Result<String, String> {
-        let sock = NftraceSocket::open()
-            .map_err(|e| format!("cannot join netlink group NFNLGRP_NFTRACE: {e}"))?;
-        let generation = sock
-            .ruleset_generation()
-            .map_err(|e| format!("nf_tables does not answer (is nf_tables available?): {e}"))?;
-        Ok(format!(
-            "joined NFNLGRP_NFTRACE; nf_tables ruleset generation {generation}"
-        ))
     }
 }

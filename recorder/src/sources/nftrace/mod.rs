@@ -1,0 +1,227 @@
+//! nftrace source: the kernel's own per-rule trace messages, on netlink group
+//! NFNLGRP_NFTRACE. Needs nf_tables but no kprobes, so it works where
+//! function tracing is locked down. No eBPF side: the kernel does the
+//! tracing once the recorder's table (`table.rs`) marks packets.
+//!
+//! One thread per traced network namespace: it enters the namespace, snaps
+//! the ruleset, opens the socket, installs the table, and receives until
+//! told to stop; then it removes the table and snaps the ruleset again.
+
+pub mod message;
+pub mod socket;
+pub mod table;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::{KernelContext, Source};
+use crate::writer::nftrace_batch::{nftrace_batch, NftraceRow};
+use crate::writer::segments::{create_private, SegmentError, SegmentWriter};
+use socket::NftraceSocket;
+
+pub struct NftraceSource;
+
+impl Source for NftraceSource {
+    fn name(&self) -> &'static str {
+        "nftrace"
+    }
+
+    fn try_on_running_kernel(&self, _kernel: &KernelContext) -> Result<String, String> {
+        let sock = NftraceSocket::open()
+            .map_err(|e| format!("cannot join netlink group NFNLGRP_NFTRACE: {e}"))?;
+        let generation = sock
+            .ruleset_generation()
+            .map_err(|e| format!("nf_tables does not answer (is nf_tables available?): {e}"))?;
+        Ok(format!(
+            "joined NFNLGRP_NFTRACE; nf_tables ruleset generation {generation}"
+        ))
+    }
+}
+
+/// One network namespace to trace.
+#[derive(Clone, Debug)]
+pub struct NftraceTarget {
+    /// File name part for the ruleset snapshots (`self` for the recorder's
+    /// own namespace).
+    pub label: String,
+    /// `None`: the recorder's own namespace.
+    pub netns_path: Option<PathBuf>,
+    pub inode: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NftraceError {
+    #[error("entering network namespace {path}: {source}")]
+    Setns {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("NFNLGRP_NFTRACE socket: {0}")]
+    Socket(std::io::Error),
+    #[error(transparent)]
+    Table(#[from] table::TableError),
+    #[error(transparent)]
+    Write(#[from] SegmentError),
+    #[error("building the nftrace batch: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+}
+
+/// What one namespace's thread saw.
+#[derive(Debug, Default)]
+pub struct NftraceStats {
+    pub messages: u64,
+    /// Times the kernel reported ENOBUFS (messages dropped because the
+    /// socket buffer was full): each is at least one lost message.
+    pub overruns: u64,
+    /// A table left by an earlier, killed recorder was removed.
+    pub removed_leftover: bool,
+}
+
+/// Shared writer of the `nftrace` table.
+pub type NftraceWriter = Arc<Mutex<SegmentWriter>>;
+
+fn enter_netns(path: &Path) -> Result<(), NftraceError> {
+    let err = |source| NftraceError::Setns {
+        path: path.to_owned(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(err)?;
+    // SAFETY: setns on a namespace fd we hold; affects this thread only.
+    let rc = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
+    if rc != 0 {
+        return Err(err(std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+fn snapshot(dir: &Path, label: &str, when: &str) -> Result<(), NftraceError> {
+    let json = table::nft(&["-j", "-a", "list", "ruleset"], None)?;
+    let path = dir.join(format!("ruleset-{label}-{when}.json"));
+    let mut file = create_private(&path)?;
+    std::io::Write::write_all(&mut file, json.as_bytes())
+        .map_err(|source| SegmentError::Io { path, source })?;
+    Ok(())
+}
+
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid clock id and out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec * 1_000_000_000 + ts.tv_nsec) as u64
+}
+
+/// Sets the namespace up and signals `ready` (with the result) before
+/// receiving, so `record` knows every table is in place (or why not).
+pub fn spawn(
+    target: NftraceTarget,
+    rules: Vec<String>,
+    dir: PathBuf,
+    writer: NftraceWriter,
+    flush_interval: Duration,
+    stop: Arc<AtomicBool>,
+    ready: std::sync::mpsc::Sender<Result<(), String>>,
+) -> JoinHandle<Result<NftraceStats, NftraceError>> {
+    std::thread::Builder::new()
+        .name(format!("nft-nftrace-{}", target.label))
+        .spawn(move || {
+            let setup = || -> Result<(NftraceSocket, bool), NftraceError> {
+                if let Some(path) = &target.netns_path {
+                    enter_netns(path)?;
+                }
+                let removed = table::remove()?;
+                snapshot(&dir, &target.label, "start")?;
+                let sock = NftraceSocket::open().map_err(NftraceError::Socket)?;
+                table::create(&rules)?;
+                Ok((sock, removed))
+            };
+            let (sock, removed_leftover) = match setup() {
+                Ok(s) => {
+                    let _ = ready.send(Ok(()));
+                    s
+                }
+                Err(e) => {
+                    let _ = ready.send(Err(e.to_string()));
+                    return Err(e);
+                }
+            };
+            let mut stats = NftraceStats {
+                removed_leftover,
+                ..Default::default()
+            };
+            let result = receive(&sock, &target, &writer, flush_interval, &stop, &mut stats);
+            // Always remove the table, even after an error.
+            let removed = table::remove();
+            let snapped = snapshot(&dir, &target.label, "stop");
+            result?;
+            removed?;
+            snapped?;
+            Ok(stats)
+        })
+        .expect("spawn nftrace thread")
+}
+
+fn receive(
+    sock: &NftraceSocket,
+    target: &NftraceTarget,
+    writer: &NftraceWriter,
+    flush_interval: Duration,
+    stop: &AtomicBool,
+    stats: &mut NftraceStats,
+) -> Result<(), NftraceError> {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut rows: Vec<NftraceRow> = Vec::new();
+    let mut last_flush = Instant::now();
+    let flush = |rows: &mut Vec<NftraceRow>| -> Result<(), NftraceError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let batch = nftrace_batch(rows)?;
+        let mut w = writer.lock().expect("nftrace writer lock");
+        w.write(&batch)?;
+        w.flush()?;
+        rows.clear();
+        Ok(())
+    };
+    // After stop, drain what the kernel already queued (timeout ends it).
+    let mut draining = false;
+    loop {
+        let n = match sock.recv(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                stats.overruns += 1;
+                continue;
+            }
+            Err(e) => return Err(NftraceError::Socket(e)),
+        };
+        let now = monotonic_ns();
+        for event in message::parse_datagram(&buf[..n]) {
+            if event.table == table::TABLE {
+                continue; // our own marking chains
+            }
+            stats.messages += 1;
+            rows.push(NftraceRow {
+                ts_ns: now,
+                netns: target.inode,
+                event,
+            });
+        }
+        if last_flush.elapsed() >= flush_interval {
+            flush(&mut rows)?;
+            last_flush = Instant::now();
+        }
+        if draining && n == 0 {
+            break;
+        }
+        if stop.load(Ordering::Acquire) {
+            draining = true;
+        }
+    }
+    flush(&mut rows)
+}

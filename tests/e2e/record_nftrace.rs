@@ -1,0 +1,235 @@
+//! The nftrace source against its oracles: what `nft monitor trace` prints
+//! for the same packets in the same namespace, and nft's own rule counters.
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nft_tests::{duckdb, kernel_lock, workspace_bin, Netns, TwoHosts};
+
+/// accept, drop (verdict map), reject, a jump to a regular chain, a counter
+/// on every rule that can carry one.
+const RULESET: &str = "
+table inet fw {
+  chain input {
+    type filter hook input priority 0; policy accept;
+    ip protocol icmp counter jump icmp_chain
+    tcp dport vmap { 9 : drop, 80 : accept }
+    udp dport 5353 counter reject
+  }
+  chain icmp_chain {
+    icmp type echo-request counter accept
+  }
+}
+";
+
+/// (trace id, table, chain, kind, rule handle, verdict or policy)
+type TraceRow = (u32, String, String, String, Option<u64>, String);
+
+/// Parses `nft -a monitor trace` lines for rules and policies.
+fn parse_monitor(text: &str) -> Vec<TraceRow> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words.len() < 7 || words[0] != "trace" || words[1] != "id" {
+            continue;
+        }
+        let id = u32::from_str_radix(words[2], 16).unwrap();
+        let (table, chain) = (words[4].to_string(), words[5].to_string());
+        match words[6] {
+            "rule" | "unknown" => {
+                let handle = line
+                    .split("# handle ")
+                    .nth(1)
+                    .or_else(|| line.split("rule handle ").nth(1))
+                    .and_then(|s| s.split_whitespace().next())
+                    .and_then(|h| h.parse().ok());
+                let verdict = line
+                    .rsplit("(verdict ")
+                    .next()
+                    .and_then(|s| s.split([' ', ')']).next())
+                    .unwrap()
+                    .to_string();
+                out.push((id, table, chain, "rule".into(), handle, verdict));
+            }
+            "policy" => out.push((id, table, chain, "policy".into(), None, words[7].into())),
+            _ => {}
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn nftrace_verdicts_equal_nft_monitor_trace_and_counters() {
+    let _kernel = kernel_lock();
+    let hosts = TwoHosts::new(206).unwrap();
+    hosts.b.exec("nft", &[RULESET]).unwrap();
+    let dir = std::env::temp_dir().join(format!("nt-nftrace-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let mut monitor = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &hosts.b.name,
+            "nft",
+            "-a",
+            "monitor",
+            "trace",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut recorder = Command::new(workspace_bin("nft-recorder"))
+        .args(["record", "-o"])
+        .arg(&dir)
+        .args([
+            "--netns",
+            &hosts.b.name,
+            "--host",
+            &hosts.a_ip,
+            "--duration",
+            "5",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !dir.join("recording.json").exists() {
+        assert!(start.elapsed() < Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let b = &hosts.b_ip;
+    hosts
+        .a
+        .exec("ping", &["-q", "-c", "3", "-i", "0.1", b])
+        .unwrap();
+    let _ = hosts.a.exec("nc", &["-z", "-w", "1", b, "9"]); // dropped
+    let _ = hosts.a.exec("nc", &["-z", "-w", "1", b, "80"]); // accepted, RST
+    let udp = format!("echo x > /dev/udp/{b}/5353"); // rejected
+    let _ = hosts.a.exec("bash", &["-c", &udp]);
+    assert!(recorder.wait().unwrap().success());
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(monitor.id() as i32, libc::SIGTERM) };
+    let mut text = String::new();
+    std::io::Read::read_to_string(monitor.stdout.as_mut().unwrap(), &mut text).unwrap();
+    let _ = monitor.wait();
+
+    // Oracle 1: the same messages as nft monitor trace, in the user's table.
+    let mut expected: Vec<TraceRow> = parse_monitor(&text)
+        .into_iter()
+        .filter(|r| r.1 == "fw")
+        .collect();
+    expected.sort();
+    let ours: Vec<TraceRow> = duckdb(
+        &dir,
+        "SELECT trace_id, \"table\", chain, type, rule_handle, coalesce(verdict, policy) \
+         FROM read_parquet('{dir}/nftrace-*.parquet') WHERE type IN ('rule', 'policy') \
+         ORDER BY ALL",
+    )
+    .unwrap()
+    .into_iter()
+    .map(|r| {
+        (
+            r[0].as_u64().unwrap() as u32,
+            r[1].as_str().unwrap().to_string(),
+            r[2].as_str().unwrap().to_string(),
+            r[3].as_str().unwrap().to_string(),
+            r[4].as_u64(),
+            r[5].as_str().unwrap().to_string(),
+        )
+    })
+    .collect();
+    assert!(!expected.is_empty(), "nft monitor saw nothing:\n{text}");
+    assert_eq!(ours, expected, "nft monitor trace said:\n{text}");
+    let verdicts: Vec<&str> = ours.iter().map(|r| r.5.as_str()).collect();
+    for v in ["accept", "drop", "jump"] {
+        assert!(verdicts.contains(&v), "no {v} in {ours:?}");
+    }
+
+    // Oracle 2: nft's counters equal our per-rule counts.
+    let listing = hosts
+        .b
+        .exec("nft", &["-j", "-a", "list", "table", "inet", "fw"])
+        .unwrap();
+    let listing: serde_json::Value = serde_json::from_slice(&listing.stdout).unwrap();
+    let mut counters = BTreeMap::new();
+    for item in listing["nftables"].as_array().unwrap() {
+        let Some(rule) = item.get("rule") else {
+            continue;
+        };
+        for expr in rule["expr"].as_array().unwrap() {
+            if let Some(c) = expr.get("counter") {
+                counters.insert(
+                    rule["handle"].as_u64().unwrap(),
+                    c["packets"].as_u64().unwrap(),
+                );
+            }
+        }
+    }
+    assert_eq!(counters.len(), 3, "{listing}");
+    for (handle, packets) in counters {
+        let ours = ours.iter().filter(|r| r.4 == Some(handle)).count() as u64;
+        assert_eq!(ours, packets, "rule handle {handle}");
+    }
+
+    // The temporary table is gone, and both ruleset snapshots are saved.
+    let tables = hosts.b.exec("nft", &["list", "tables"]).unwrap();
+    assert!(!String::from_utf8_lossy(&tables.stdout).contains("nft_tracer"));
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("recording.json")).unwrap()).unwrap();
+    for snap in m["rulesets"].as_array().unwrap() {
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join(snap.as_str().unwrap())).unwrap())
+                .unwrap();
+        assert!(
+            json["nftables"].to_string().contains("icmp_chain"),
+            "{snap}"
+        );
+    }
+    assert_eq!(
+        m["nftrace_events"].as_u64().unwrap() as usize,
+        ours.len()
+            + {
+                // plus return events, if the kernel sent any
+                let rows = duckdb(&dir, "SELECT count(*) FROM read_parquet('{dir}/nftrace-*.parquet') WHERE type = 'return'").unwrap();
+                rows[0][0].as_u64().unwrap() as usize
+            }
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A table left by a killed recorder is removed at the next start.
+#[test]
+fn leftover_table_is_removed_at_start() {
+    let _kernel = kernel_lock();
+    let ns = Netns::new("left").unwrap();
+    ns.exec(
+        "nft",
+        &["add table inet nft_tracer; add chain inet nft_tracer stale"],
+    )
+    .unwrap();
+    let dir = std::env::temp_dir().join(format!("nt-left-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = Command::new(workspace_bin("nft-recorder"))
+        .args(["record", "-o"])
+        .arg(&dir)
+        .args(["--netns", &ns.name, "--duration", "1"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tables = ns.exec("nft", &["list", "ruleset"]).unwrap();
+    assert!(
+        !String::from_utf8_lossy(&tables.stdout).contains("nft_tracer"),
+        "{}",
+        String::from_utf8_lossy(&tables.stdout)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
