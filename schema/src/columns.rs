@@ -107,3 +107,13 @@ pub mod nftrace {
     pub const ICMP_CODE: &str = "icmp_code";
     pub const IP_ID: &str = "ip_id";
 }
+
+/// `interfaces` table: interface names per namespace, at start and stop,
+/// so `events.ifindex` and `nftrace.iif`/`oif` can be shown by name.
+pub mod interfaces {
+    pub const NETNS: &str = "netns";
+    pub const IFINDEX: &str = "ifindex";
+    pub const NAME: &str = "name";
+    /// `start` or `stop`.
+    pub const SEEN: &str = "seen";
+}

@@ -35,8 +35,10 @@ pub struct Manifest {
     pub attach_plan: Vec<AttachResult>,
     /// Closed event segment files, in order.
     pub segments: Vec<String>,
-    /// Events written to segments.
+    /// Events written to segments (including segments `--ring` deleted).
     pub events: u64,
+    /// Segments `--ring` deleted to stay under `--max-bytes`, oldest first.
+    pub deleted_segments: Vec<String>,
     /// Closed `nftrace` segment files, in order.
     pub nftrace_segments: Vec<String>,
     /// nftrace messages written.

@@ -5,7 +5,7 @@ use std::sync::{Arc, OnceLock};
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
-use crate::columns::{drop_reasons, events, losses, nftrace, probes};
+use crate::columns::{drop_reasons, events, interfaces, losses, nftrace, probes};
 
 /// Names of the tables (and the file stems of their Parquet files).
 pub mod names {
@@ -14,6 +14,7 @@ pub mod names {
     pub const DROP_REASONS: &str = "drop_reasons";
     pub const LOSSES: &str = "losses";
     pub const NFTRACE: &str = "nftrace";
+    pub const INTERFACES: &str = "interfaces";
 }
 
 fn cached(cell: &'static OnceLock<SchemaRef>, build: fn() -> Schema) -> SchemaRef {
@@ -122,6 +123,19 @@ pub fn nftrace_schema() -> SchemaRef {
     })
 }
 
+/// `interfaces`: interface names per namespace.
+pub fn interfaces_schema() -> SchemaRef {
+    static CELL: OnceLock<SchemaRef> = OnceLock::new();
+    cached(&CELL, || {
+        Schema::new(vec![
+            Field::new(interfaces::NETNS, DataType::UInt32, false),
+            Field::new(interfaces::IFINDEX, DataType::UInt32, false),
+            Field::new(interfaces::NAME, DataType::Utf8, false),
+            Field::new(interfaces::SEEN, DataType::Utf8, false),
+        ])
+    })
+}
+
 /// `losses`: every event that could not be delivered, counted.
 pub fn losses_schema() -> SchemaRef {
     static CELL: OnceLock<SchemaRef> = OnceLock::new();
@@ -149,6 +163,7 @@ mod tests {
             drop_reasons_schema(),
             losses_schema(),
             nftrace_schema(),
+            interfaces_schema(),
         ] {
             let mut names: Vec<_> = schema.fields().iter().map(|f| f.name().clone()).collect();
             let n = names.len();

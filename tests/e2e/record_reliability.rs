@@ -234,6 +234,68 @@ fn max_bytes_stops_cleanly() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// SIGTERM stops cleanly like SIGINT; `--ring` keeps the newest segments
+/// under the byte limit instead of stopping, and says which it deleted.
+#[test]
+fn sigterm_and_ring_mode() {
+    let _kernel = kernel_lock();
+    let hosts = TwoHosts::new(207).unwrap();
+    let dir = recording_dir("ring");
+    let child = start(
+        &dir,
+        &[
+            "--netns",
+            &hosts.b.name,
+            "--max-bytes",
+            "20000",
+            "--ring",
+            "--segment-seconds",
+            "0.3",
+            "--flush-interval",
+            "0.1",
+        ],
+    );
+    for _ in 0..6 {
+        hosts
+            .a
+            .exec(
+                "ping",
+                &["-q", "-c", "20", "-i", "0.01", "-s", "200", &hosts.b_ip],
+            )
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    signal(&child, libc::SIGTERM);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m = manifest(&dir);
+    assert_eq!(m["end"], "signal");
+    assert_eq!(m["ended_cleanly"], true);
+    // The manifest lists exactly the segments on disk, and they fit.
+    let listed: Vec<String> = m["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect();
+    let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("events-"))
+        .collect();
+    on_disk.sort();
+    assert_eq!(listed, on_disk);
+    assert!(
+        !listed.contains(&"events-000001.parquet".to_string()),
+        "oldest kept: {listed:?}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 fn programs_loaded() -> usize {
     let out = run("bpftool", &["prog", "show"]).unwrap();
     String::from_utf8_lossy(&out.stdout)

@@ -141,6 +141,16 @@ fn records_traffic_drops_and_reasons_readable_by_duckdb() {
     );
     // (Which of the two depends on the kernel: 6.18 drops inside
     // nft_do_chain, older kernels in nf_hook_slow.)
+    // Interface names were captured in b's namespace.
+    let names = duckdb(
+        &dir,
+        &format!(
+            "SELECT DISTINCT i.name FROM {events} e JOIN read_parquet('{{dir}}/interfaces.parquet') i \
+             USING (netns, ifindex) WHERE i.seen = 'start' AND e.probe = 'net:netif_receive_skb'"
+        ),
+    )
+    .unwrap();
+    assert_eq!(names, vec![vec![serde_json::json!(hosts.b_dev)]]);
     // The netns filter held: only b's namespace.
     let netns = duckdb(&dir, &format!("SELECT DISTINCT netns FROM {events}")).unwrap();
     assert_eq!(netns.len(), 1, "{netns:?}");

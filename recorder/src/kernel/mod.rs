@@ -2,4 +2,5 @@
 //! from BTF, network namespace identities.
 
 pub mod btf;
+pub mod interfaces;
 pub mod netns;

@@ -26,7 +26,7 @@ use crate::loader::{LoadOptions, LoadedObject};
 use crate::sources::nftrace::{self, NftraceTarget, NftraceWriter};
 use crate::sources::{chain, tracepoint};
 use crate::writer::batch::Names;
-use crate::writer::dims::{self, LossRow, ProbeRow};
+use crate::writer::dims::{self, InterfaceRow, LossRow, ProbeRow};
 use crate::writer::kallsyms::Kallsyms;
 use crate::writer::manifest::write_manifest;
 use crate::writer::segments::SegmentWriter;
@@ -413,6 +413,31 @@ fn record_into(
         }
     }
 
+    // Interface names, so ifindex can be shown by name anywhere.
+    let interface_targets: Vec<(Option<PathBuf>, u32)> = if netns.is_empty() {
+        vec![(None, crate::kernel::netns::own_netns_inode().unwrap_or(0))]
+    } else {
+        netns
+            .iter()
+            .map(|n| (Some(netns_path(&n.name)), n.inode))
+            .collect()
+    };
+    let snap_interfaces = |seen: &'static str, rows: &mut Vec<InterfaceRow>| {
+        for (path, inode) in &interface_targets {
+            match crate::kernel::interfaces::list(path.as_deref()) {
+                Ok(list) => rows.extend(list.into_iter().map(|(ifindex, name)| InterfaceRow {
+                    netns: *inode,
+                    ifindex,
+                    name,
+                    seen,
+                })),
+                Err(e) => tracing::warn!("listing interfaces: {e}"),
+            }
+        }
+    };
+    let mut interface_rows = Vec::new();
+    snap_interfaces("start", &mut interface_rows);
+
     // --- the recording's fixed parts ----------------------------------------
     let (host, kernel_release) = uname();
     let started_ns = monotonic_ns(libc::CLOCK_MONOTONIC) as u64;
@@ -432,6 +457,7 @@ fn record_into(
         attach_plan,
         segments: Vec::new(),
         events: 0,
+        deleted_segments: Vec::new(),
         nftrace_segments: Vec::new(),
         nftrace_events: 0,
         rulesets,
@@ -575,10 +601,13 @@ fn record_into(
     }
     debug_assert!(drained >= written.rows);
     dims::write_losses(&dir, &loss_rows)?;
+    snap_interfaces("stop", &mut interface_rows);
+    dims::write_interfaces(&dir, &interface_rows)?;
     let lost: u64 = loss_rows.iter().map(|l| l.count).sum();
     let mut m = manifest.lock().expect("manifest lock");
     m.segments = written.segments.clone();
     m.events = written.rows;
+    m.deleted_segments = written.deleted_segments.clone();
     m.nftrace_segments = nftrace_segments;
     m.nftrace_events = nftrace_events;
     m.lost_events = lost;

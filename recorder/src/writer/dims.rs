@@ -7,7 +7,9 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, StringArray, UInt32Array, UInt64Array, UInt8Array};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use nft_schema::tables::{drop_reasons_schema, losses_schema, names, probes_schema};
+use nft_schema::tables::{
+    drop_reasons_schema, interfaces_schema, losses_schema, names, probes_schema,
+};
 use parquet::arrow::ArrowWriter;
 
 use super::segments::{create_private, parquet_properties, SegmentError};
@@ -109,6 +111,31 @@ pub fn write_losses(dir: &Path, rows: &[LossRow]) -> Result<(), SegmentError> {
                 rows.iter().map(|r| &r.reason),
             )),
             Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.count))),
+        ],
+    )
+}
+
+/// One row of the `interfaces` table.
+#[derive(Clone, Debug)]
+pub struct InterfaceRow {
+    pub netns: u32,
+    pub ifindex: u32,
+    pub name: String,
+    pub seen: &'static str,
+}
+
+pub fn write_interfaces(dir: &Path, rows: &[InterfaceRow]) -> Result<(), SegmentError> {
+    write_table(
+        dir,
+        names::INTERFACES,
+        interfaces_schema(),
+        vec![
+            Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.netns))),
+            Arc::new(UInt32Array::from_iter_values(
+                rows.iter().map(|r| r.ifindex),
+            )),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.name))),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.seen))),
         ],
     )
 }
