@@ -42,5 +42,8 @@ ev = f"read_parquet('{rec}/events-*.parquet')"
 print(duckdb.sql(f"SELECT probe, count(*) AS events FROM {ev} GROUP BY probe ORDER BY events DESC"))
 print(duckdb.sql(f"""SELECT drop_reason, location_sym, l4_proto, dport, count(*) AS drops
                       FROM {ev} WHERE drop_reason IS NOT NULL GROUP BY ALL ORDER BY drops DESC"""))
-print(duckdb.sql(f"SELECT events, lost_events, \"end\", ended_cleanly FROM read_json('{rec}/recording.json')"))
+print(duckdb.sql(f"""SELECT trace_id, chain, type, rule_handle, coalesce(verdict, policy) AS verdict,
+                             l4_proto, dport FROM read_parquet('{rec}/nftrace-*.parquet')
+                      ORDER BY ts_ns"""))
+print(duckdb.sql(f"SELECT events, nftrace_events, lost_events, \"end\", ended_cleanly FROM read_json('{rec}/recording.json')"))
 PY
