@@ -167,3 +167,34 @@ pub fn duckdb_i64(dir: &std::path::Path, sql: &str) -> Result<i64> {
         .and_then(|v| v.as_i64())
         .with_context(|| format!("{sql}: expected one integer, got {rows:?}"))
 }
+
+/// A fresh recording directory path under the temp dir (removed if left by
+/// an earlier run).
+pub fn recording_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("nt-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// Starts `nft-recorder record -o DIR ARGS...` (stderr piped) and returns
+/// once its manifest exists, which the recorder writes after attaching
+/// every probe and installing its nftrace tables.
+pub fn start_recorder(dir: &std::path::Path, args: &[&str]) -> std::process::Child {
+    let child = Command::new(workspace_bin("nft-recorder"))
+        .args(["record", "-o"])
+        .arg(dir)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn nft-recorder");
+    let start = std::time::Instant::now();
+    while !dir.join("recording.json").exists() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "the recorder never wrote its manifest"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child
+}

@@ -3,9 +3,11 @@
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use nft_tests::{duckdb, kernel_lock, workspace_bin, Netns, TwoHosts};
+use nft_tests::{
+    duckdb, kernel_lock, recording_dir, start_recorder, workspace_bin, Netns, TwoHosts,
+};
 
 /// accept, drop (verdict map), reject, a jump to a regular chain, a counter
 /// on every rule that can carry one.
@@ -65,8 +67,7 @@ fn nftrace_verdicts_equal_nft_monitor_trace_and_counters() {
     let _kernel = kernel_lock();
     let hosts = TwoHosts::new(206).unwrap();
     hosts.b.exec("nft", &[RULESET]).unwrap();
-    let dir = std::env::temp_dir().join(format!("nt-nftrace-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = recording_dir("nftrace");
 
     let mut monitor = Command::new("ip")
         .args([
@@ -81,25 +82,17 @@ fn nftrace_verdicts_equal_nft_monitor_trace_and_counters() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut recorder = Command::new(workspace_bin("nft-recorder"))
-        .args(["record", "-o"])
-        .arg(&dir)
-        .args([
+    let mut recorder = start_recorder(
+        &dir,
+        &[
             "--netns",
             &hosts.b.name,
             "--host",
             &hosts.a_ip,
             "--duration",
             "5",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while !dir.join("recording.json").exists() {
-        assert!(start.elapsed() < Duration::from_secs(20));
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        ],
+    );
 
     let b = &hosts.b_ip;
     hosts
@@ -226,8 +219,7 @@ fn leftover_table_is_removed_at_start() {
         &["add table inet nft_tracer; add chain inet nft_tracer stale"],
     )
     .unwrap();
-    let dir = std::env::temp_dir().join(format!("nt-left-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = recording_dir("left");
     let out = Command::new(workspace_bin("nft-recorder"))
         .args(["record", "-o"])
         .arg(&dir)

@@ -1,37 +1,17 @@
 //! The recorder's promises, each tested on the real kernel: no silent loss,
 //! crash safety, bounded disk, and clear errors before anything is attached.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 use nft_recorder::writer::segments::recover_open_segments;
-use nft_tests::{duckdb_i64, kernel_lock, run, workspace_bin, TwoHosts};
-
-fn recording_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("nt-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
+use nft_tests::{
+    duckdb_i64, kernel_lock, recording_dir, run, start_recorder, workspace_bin, TwoHosts,
+};
 
 fn start(dir: &Path, args: &[&str]) -> Child {
-    let child = Command::new(workspace_bin("nft-recorder"))
-        .args(["record", "-o"])
-        .arg(dir)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while !dir.join("recording.json").exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "recorder never started"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child
+    start_recorder(dir, args)
 }
 
 fn signal(child: &Child, sig: libc::c_int) {

@@ -3,26 +3,11 @@
 //! recording read back by DuckDB and checked against ping, nft counters and
 //! the manifest.
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-use nft_tests::{duckdb, duckdb_i64, kernel_lock, workspace_bin, TwoHosts};
+use nft_tests::{duckdb, duckdb_i64, kernel_lock, recording_dir, start_recorder, TwoHosts};
 
 const PINGS: i64 = 5;
 const PAYLOAD: i64 = 600;
 const DROPPED_PORT: u16 = 9;
-
-fn wait_for(path: &std::path::Path, timeout: Duration) {
-    let start = Instant::now();
-    while !path.exists() {
-        assert!(
-            start.elapsed() < timeout,
-            "{} never appeared",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 #[test]
 fn records_traffic_drops_and_reasons_readable_by_duckdb() {
@@ -36,24 +21,18 @@ fn records_traffic_drops_and_reasons_readable_by_duckdb() {
     );
     hosts.b.exec("nft", &[&ruleset]).unwrap();
 
-    let dir = std::env::temp_dir().join(format!("nt-rec-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut recorder = Command::new(workspace_bin("nft-recorder"))
-        .args(["record", "-o"])
-        .arg(&dir)
-        .args([
+    let dir = recording_dir("rec");
+    let mut recorder = start_recorder(
+        &dir,
+        &[
             "--netns",
             &hosts.b.name,
             "--host",
             &hosts.a_ip,
             "--duration",
             "4",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    // The manifest is written once every probe is attached.
-    wait_for(&dir.join("recording.json"), Duration::from_secs(20));
+        ],
+    );
 
     let ping = hosts
         .a
