@@ -32,8 +32,12 @@ pub struct Names {
 }
 
 /// Builds a dictionary column from keys, formatting each distinct key once.
+/// Keys are hashed with foldhash (not SipHash: no untrusted input here, and
+/// this runs for every event), and a run of equal keys (the events of one
+/// packet) skips the hash entirely.
 pub(crate) struct DictColumn<K> {
-    index: HashMap<K, i32>,
+    index: HashMap<K, i32, foldhash::fast::FixedState>,
+    last: Option<(K, i32)>,
     values: Vec<String>,
     keys: Vec<Option<i32>>,
 }
@@ -41,7 +45,8 @@ pub(crate) struct DictColumn<K> {
 impl<K: Hash + Eq + Copy> DictColumn<K> {
     pub(crate) fn with_capacity(n: usize) -> Self {
         Self {
-            index: HashMap::new(),
+            index: HashMap::with_hasher(foldhash::fast::FixedState::default()),
+            last: None,
             values: Vec::new(),
             keys: Vec::with_capacity(n),
         }
@@ -52,12 +57,19 @@ impl<K: Hash + Eq + Copy> DictColumn<K> {
             self.keys.push(None);
             return;
         };
+        if let Some((last, i)) = self.last {
+            if last == key {
+                self.keys.push(Some(i));
+                return;
+            }
+        }
         let next = self.values.len() as i32;
         let values = &mut self.values;
         let i = *self.index.entry(key).or_insert_with(|| {
             values.push(format(key));
             next
         });
+        self.last = Some((key, i));
         self.keys.push(Some(i));
     }
 
