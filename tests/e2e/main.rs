@@ -3,6 +3,7 @@
 //! tools `scripts/setup.sh` installs; CI runs them as root.
 
 mod check_cli;
+mod record_filters;
 mod record_nftrace;
 mod record_reliability;
 mod record_tracepoints;

@@ -65,7 +65,19 @@ fn recorded_plus_lost_equals_generated_under_overload() {
         .sysfs_u64(&hosts.b_dev, "statistics/rx_packets")
         .unwrap();
     signal(&child, libc::SIGCONT);
-    std::thread::sleep(Duration::from_millis(300));
+    // Losses are on disk while recording (within a sample interval), not
+    // only at the end: a SIGKILL now would still leave them.
+    std::thread::sleep(Duration::from_millis(1500));
+    let lost_while_running = duckdb_i64(
+        &dir,
+        "SELECT sum(count) FROM read_parquet('{dir}/losses.parquet')",
+    )
+    .unwrap();
+    assert!(lost_while_running > 0);
+    assert_eq!(
+        manifest(&dir)["lost_events"].as_i64(),
+        Some(lost_while_running)
+    );
     signal(&child, libc::SIGINT);
     let out = child.wait_with_output().unwrap();
     assert!(

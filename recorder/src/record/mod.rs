@@ -543,7 +543,16 @@ fn record_into(
         }
         std::thread::sleep(Duration::from_millis(50));
         if tick.elapsed() >= Duration::from_secs(1) {
+            let before = loss_rows.len();
             sample(&mut loss_rows)?;
+            if loss_rows.len() != before {
+                // Losses are written as they happen, so a recording cut
+                // short by SIGKILL still says what it lost.
+                dims::write_losses(&dir, &loss_rows)?;
+                let mut m = manifest.lock().expect("manifest lock");
+                m.lost_events = loss_rows.iter().map(|l| l.count).sum();
+                write_manifest(&dir, &m)?;
+            }
             tick = std::time::Instant::now();
         }
     }
@@ -576,6 +585,13 @@ fn record_into(
     }
     let (nftrace_segments, nftrace_events) = {
         let mut w = nftrace_writer.lock().expect("nftrace writer lock");
+        if opts.nftrace && w.closed().is_empty() && !w.is_open() {
+            // No message at all: still write the (empty) table, so every
+            // recording has the same shape.
+            let empty =
+                arrow::record_batch::RecordBatch::new_empty(nft_schema::tables::nftrace_schema());
+            w.write(&empty)?;
+        }
         w.rotate()?;
         (w.closed(), w.rows_written())
     };

@@ -184,6 +184,17 @@ pub fn spawn_writer(
                     }
                 }
             }
+            if segments.closed().is_empty()
+                && !segments.is_open()
+                && result.deleted_segments.is_empty()
+            {
+                // No event at all: still write the (empty) table, so every
+                // recording has the same shape for readers.
+                let empty = arrow::record_batch::RecordBatch::new_empty(
+                    nft_schema::tables::events_schema(),
+                );
+                segments.write(&empty)?;
+            }
             segments.rotate()?;
             result.rows = segments.rows_written();
             result.segments = segments.closed();

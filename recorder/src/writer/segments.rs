@@ -172,6 +172,11 @@ impl SegmentWriter {
         Ok(())
     }
 
+    /// Whether a segment is open (possibly with zero rows).
+    pub fn is_open(&self) -> bool {
+        self.open.is_some()
+    }
+
     /// Rows in the open segment.
     pub fn open_rows(&self) -> u64 {
         self.open.as_ref().map_or(0, |o| o.rows)
