@@ -176,3 +176,39 @@ fn records_traffic_drops_and_reasons_readable_by_duckdb() {
     assert_eq!(mode, 0o700);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `--live` prints one line per event while recording, with the probe and
+/// the packet's tuple, and still writes the recording.
+#[test]
+fn live_view_prints_events_while_recording() {
+    let _kernel = kernel_lock();
+    let hosts = TwoHosts::new(209).unwrap();
+    let dir = recording_dir("live");
+    let child = std::process::Command::new(nft_tests::workspace_bin("nft-recorder"))
+        .args(["record", "--live", "--no-nftrace", "--duration", "3", "-o"])
+        .arg(&dir)
+        .args(["--netns", &hosts.b.name, "--proto", "icmp"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    while !dir.join("recording.json").exists() {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    hosts
+        .a
+        .exec("ping", &["-q", "-c", "2", "-i", "0.2", &hosts.b_ip])
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let wanted = format!("icmp {} > {}", hosts.a_ip, hosts.b_ip);
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("net:netif_receive_skb") && l.contains(&wanted))
+        .collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("recording.json")).unwrap()).unwrap();
+    assert_eq!(m["events"].as_u64().unwrap() as usize, text.lines().count());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
