@@ -8,3 +8,4 @@ mod record_nftrace;
 mod record_reliability;
 mod record_tracepoints;
 mod tp_btf_receive;
+mod vm;

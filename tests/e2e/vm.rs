@@ -1,0 +1,143 @@
+//! Real Debian kernels in QEMU (tests/vm/run): where the host blocks
+//! kprobes and fentry, the guests must allow them, and the recorder's
+//! tracepoint + nftrace scenario must pass inside both kernels, its
+//! recording read back on the host. One boot per kernel runs the whole
+//! guest suite (tests/vm/guest/suite.sh).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use nft_tests::{bin_dir, duckdb_i64, kernel_lock};
+
+fn harness() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("vm/run")
+}
+
+fn boot(kernel: &str, out: Option<&Path>, timeout: u32, command: &[&str]) -> Output {
+    let mut cmd = Command::new(harness());
+    cmd.env("NFT_BIN_DIR", bin_dir())
+        .args(["--kernel", kernel, "--timeout", &timeout.to_string()]);
+    if let Some(out) = out {
+        cmd.arg("--out").arg(out);
+    }
+    cmd.arg("--")
+        .args(command)
+        .output()
+        .expect("run tests/vm/run")
+}
+
+/// `name yes|no ...` line of the check report.
+fn capability(report: &str, name: &str) -> bool {
+    let line = report
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .unwrap_or_else(|| panic!("no {name} in {report}"));
+    line.split_whitespace().nth(1) == Some("yes")
+}
+
+fn suite(kernel: &str, kprobe_multi: bool) {
+    // Not for the kernel's sake: TCG takes both cores, and the host tests'
+    // timings (flush intervals, kill -9) should not share them.
+    let _cpu = kernel_lock();
+    let out = std::env::temp_dir().join(format!("nt-vm-{kernel}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let run = boot(kernel, Some(&out), 400, &["bash", "/work/guest/suite.sh"]);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "guest suite on {kernel} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+
+    let report = std::fs::read_to_string(out.join("check.txt")).unwrap();
+    for name in ["btf", "tp_btf", "kprobe", "fentry", "nftrace"] {
+        assert!(capability(&report, name), "{kernel}: {name}:\n{report}");
+    }
+    assert_eq!(
+        capability(&report, "kprobe.multi"),
+        kprobe_multi,
+        "{report}"
+    );
+    assert!(
+        report.contains("--backend auto would use: fentry"),
+        "{report}"
+    );
+
+    // The recording made in the guest, read on the host.
+    let rec = out.join("rec");
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(rec.join("recording.json")).unwrap()).unwrap();
+    assert_eq!(m["ended_cleanly"], true, "{m}");
+    assert_eq!(m["lost_events"], 0);
+    let echo = duckdb_i64(
+        &rec,
+        "SELECT count(*) FROM read_parquet('{dir}/events-*.parquet') \
+         WHERE probe = 'net:netif_receive_skb' AND icmp_type = 8 AND saddr = '10.9.0.1'",
+    )
+    .unwrap();
+    assert_eq!(echo, 3, "{kernel}");
+    // Drops: kfree_skb with the kernel's reason, and nftrace's verdicts,
+    // both equal to the drop rule's counter.
+    let counters: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("counters.json")).unwrap()).unwrap();
+    let dropped = counters["nftables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i.get("rule"))
+        .filter(|r| r["expr"].to_string().contains("\"drop\""))
+        .flat_map(|r| r["expr"].as_array().unwrap().clone())
+        .find_map(|e| e.get("counter").map(|c| c["packets"].as_i64().unwrap()))
+        .unwrap();
+    assert!(dropped >= 1);
+    let kfree = duckdb_i64(
+        &rec,
+        "SELECT count(*) FROM read_parquet('{dir}/events-*.parquet') \
+         WHERE drop_reason = 'NETFILTER_DROP' AND dport = 9",
+    )
+    .unwrap();
+    assert_eq!(kfree, dropped, "{kernel}: kfree_skb drops vs counter");
+    let verdicts = duckdb_i64(
+        &rec,
+        "SELECT count(*) FROM read_parquet('{dir}/nftrace-*.parquet') \
+         WHERE \"table\" = 'fw' AND type = 'rule' AND verdict = 'drop'",
+    )
+    .unwrap();
+    assert_eq!(verdicts, dropped, "{kernel}: nftrace drops vs counter");
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+#[test]
+fn debian_6_1_guest_suite() {
+    suite("6.1", false);
+}
+
+#[test]
+fn debian_6_12_guest_suite() {
+    suite("6.12", true);
+}
+
+/// The harness passes the guest's exit code through, and a hung guest is
+/// stopped within the timeout with its own exit code.
+#[test]
+fn guest_failure_and_timeout_reach_the_host() {
+    let _cpu = kernel_lock();
+    let run = boot(
+        "6.1",
+        None,
+        120,
+        &["bash", "-c", "echo guest-says-hi; exit 3"],
+    );
+    assert_eq!(run.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&run.stdout).contains("guest-says-hi"));
+    let start = std::time::Instant::now();
+    let run = boot("6.1", None, 3, &["sleep", "600"]);
+    assert_eq!(
+        run.status.code(),
+        Some(124),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(start.elapsed() < std::time::Duration::from_secs(60));
+}

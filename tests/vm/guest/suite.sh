@@ -1,0 +1,31 @@
+#!/bin/bash
+# The suite one guest boot runs (tests/e2e/vm.rs reads what it leaves in
+# /out): the capability check, then the recorder's tracepoint + nftrace
+# scenario in two network namespaces. Exits non-zero on the first failure.
+set -euo pipefail
+
+nft-recorder check > /out/check.txt
+cat /out/check.txt
+
+ip netns add a; ip netns add b
+ip link add veth-a netns a type veth peer name veth-b netns b
+ip -n a addr add 10.9.0.1/24 dev veth-a; ip -n a link set veth-a up; ip -n a link set lo up
+ip -n b addr add 10.9.0.2/24 dev veth-b; ip -n b link set veth-b up; ip -n b link set lo up
+ip netns exec b nft -f - <<'NFT'
+table inet fw {
+  chain input {
+    type filter hook input priority 0; policy accept;
+    ip protocol icmp counter accept
+    tcp dport 9 counter drop
+  }
+}
+NFT
+
+nft-recorder record -o /out/rec --netns b --host 10.9.0.1 --duration 8 &
+rec=$!
+while [ ! -e /out/rec/recording.json ]; do sleep 0.2; done
+ip netns exec a ping -q -c 3 -i 0.2 10.9.0.2
+ip netns exec a nc -z -w 1 10.9.0.2 9 || true
+wait $rec
+ip netns exec b nft -j list table inet fw > /out/counters.json
+echo "suite: done"
