@@ -30,6 +30,7 @@ APT_PACKAGES=(
   cpio            # QEMU harness initramfs
   xz-utils        # Debian 6.12 modules are .ko.xz
   zstd
+  binutils        # objcopy: the QEMU kernels' BTF for root-less tests
 )
 # From bookworm-backports: bookworm's qemu-system 7.2 conflicts with the
 # preinstalled qemu-utils 10.x (see ../shared/PLATFORM.md).

@@ -118,8 +118,8 @@ fn debian_6_12_guest_suite() {
     suite("6.12", true);
 }
 
-/// The harness passes the guest's exit code through, and a hung guest is
-/// stopped within the timeout with its own exit code.
+/// The harness passes the guest's exit code through, a kernel panic and a
+/// hung guest each get their own exit code, within a bounded time.
 #[test]
 fn guest_failure_and_timeout_reach_the_host() {
     let _cpu = kernel_lock();
@@ -131,6 +131,24 @@ fn guest_failure_and_timeout_reach_the_host() {
     );
     assert_eq!(run.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&run.stdout).contains("guest-says-hi"));
+    // A kernel panic (sysrq crash) gives 125 and the console's tail.
+    let run = boot(
+        "6.1",
+        None,
+        120,
+        &[
+            "bash",
+            "-c",
+            "echo 1 > /proc/sys/kernel/sysrq; echo c > /proc/sysrq-trigger",
+        ],
+    );
+    assert_eq!(
+        run.status.code(),
+        Some(125),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(String::from_utf8_lossy(&run.stderr).contains("console"));
     let start = std::time::Instant::now();
     let run = boot("6.1", None, 3, &["sleep", "600"]);
     assert_eq!(
@@ -140,4 +158,42 @@ fn guest_failure_and_timeout_reach_the_host() {
         String::from_utf8_lossy(&run.stderr)
     );
     assert!(start.elapsed() < std::time::Duration::from_secs(60));
+}
+
+/// The guests' BTF, extracted on the host: discovery runs root-less
+/// against real 6.1 and 6.12 kernels (offsets, skb tracepoints, drop
+/// reasons), with nothing loaded anywhere.
+#[test]
+fn guest_kernels_btf_is_usable_on_the_host() {
+    let _cpu = kernel_lock();
+    for series in ["6.1", "6.12"] {
+        let out = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("vm/fetch-kernel"))
+            .arg(series)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let kdir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        let btf =
+            nft_recorder::kernel::btf::KernelBtf::from_file(&kdir.join("vmlinux.btf")).unwrap();
+        let (_, missing) = btf.kernel_offsets().unwrap();
+        assert!(missing.is_empty(), "{series}: {missing:?}");
+        let tps = btf.skb_tracepoints().unwrap();
+        for name in [
+            "netif_receive_skb",
+            "net_dev_queue",
+            "kfree_skb",
+            "consume_skb",
+        ] {
+            assert!(
+                tps.iter().any(|t| t.name == name && t.skb_arg == 0),
+                "{series}: {name} in {tps:?}"
+            );
+        }
+        let reasons = btf.drop_reasons().unwrap();
+        assert!(reasons.iter().any(|r| r.1 == "NETFILTER_DROP"), "{series}");
+    }
 }
