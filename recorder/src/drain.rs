@@ -1,7 +1,7 @@
 //! Reads events and loss counters out of a loaded object.
 
 use aya::maps::{MapData, PerCpuArray, RingBuf};
-use nft_schema::raw::{loss_index, names, LossReason, SkbEvent, LOSS_PROBES};
+use nft_schema::raw::{loss_index, names, LossReason, SkbEvent};
 
 use crate::loader::LoadedObject;
 
@@ -105,15 +105,11 @@ impl LossCounters {
         Ok(Self { map })
     }
 
-    /// Every non-zero counter (cumulative since load).
-    pub fn read(&self) -> Result<Vec<LossCount>, DrainError> {
+    /// Every non-zero counter of `probes` (cumulative since load).
+    pub fn read(&self, probes: &[u32]) -> Result<Vec<LossCount>, DrainError> {
         let mut out = Vec::new();
-        for (r, reason) in [LossReason::RingbufFull, LossReason::NoConfig]
-            .into_iter()
-            .enumerate()
-        {
-            debug_assert_eq!(r as u32, reason as u32);
-            for probe_id in 0..LOSS_PROBES {
+        for reason in [LossReason::RingbufFull, LossReason::NoConfig] {
+            for &probe_id in probes {
                 let index = loss_index(probe_id, reason);
                 let per_cpu = self.map.get(&index, 0).map_err(|source| DrainError::Map {
                     name: names::MAP_LOSSES,
@@ -132,10 +128,5 @@ impl LossCounters {
             }
         }
         Ok(out)
-    }
-
-    /// Total of every counter.
-    pub fn total(&self) -> Result<u64, DrainError> {
-        Ok(self.read()?.iter().map(|l| l.count).sum())
     }
 }

@@ -89,7 +89,7 @@ fn netif_receive_skb_events_match_traffic_and_kernel_counters() {
     let mut events = Vec::new();
     reader.drain_into(&mut events).unwrap();
     drop(obj); // detach before asserting, so nothing else arrives
-    let lost = losses.read().unwrap();
+    let lost = losses.read(&[SLOT]).unwrap();
     assert!(lost.is_empty(), "lost events: {lost:?}");
 
     // Only namespace b's packets pass the in-kernel netns filter.

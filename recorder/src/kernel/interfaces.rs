@@ -10,13 +10,7 @@ pub fn list(netns: Option<&Path>) -> std::io::Result<Vec<(u32, String)>> {
     let netns = netns.map(Path::to_path_buf);
     std::thread::spawn(move || -> std::io::Result<Vec<(u32, String)>> {
         if let Some(path) = netns {
-            let file = std::fs::File::open(&path)?;
-            // SAFETY: setns on a namespace fd we hold; this thread only.
-            let rc =
-                unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
-            if rc != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
+            super::netns::enter_netns(&path)?;
         }
         let out = std::process::Command::new("ip")
             .args(["-o", "link", "show"])

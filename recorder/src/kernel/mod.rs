@@ -2,5 +2,6 @@
 //! from BTF, network namespace identities.
 
 pub mod btf;
+pub mod clock;
 pub mod interfaces;
 pub mod netns;

@@ -24,3 +24,15 @@ pub fn netns_path(name_or_path: &str) -> std::path::PathBuf {
 pub fn own_netns_inode() -> std::io::Result<u32> {
     netns_inode(Path::new("/proc/thread-self/ns/net"))
 }
+
+/// Moves the calling thread (only) into the network namespace at `path`;
+/// sockets it opens and processes it spawns then live there.
+pub fn enter_netns(path: &Path) -> std::io::Result<()> {
+    let file = std::fs::File::open(path)?;
+    // SAFETY: setns on a namespace fd we hold; affects this thread only.
+    let rc = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}

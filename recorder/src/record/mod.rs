@@ -21,6 +21,7 @@ use nft_schema::SCHEMA_VERSION;
 
 use crate::drain::{loss_reason_name, EventReader, LossCounters};
 use crate::kernel::btf::KernelBtf;
+use crate::kernel::clock::{monotonic_ns, now_ns};
 use crate::kernel::netns::{netns_inode, netns_path};
 use crate::loader::{LoadOptions, LoadedObject};
 use crate::sources::nftrace::{self, NftraceTarget, NftraceWriter};
@@ -145,16 +146,6 @@ fn output_dir(path: &Path) -> Result<(), RecordError> {
         .mode(0o700)
         .create(path)
         .map_err(|e| bad(e.to_string()))
-}
-
-fn monotonic_ns(clock: libc::clockid_t) -> i64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid clock id and out-pointer.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
 }
 
 fn uname() -> (String, String) {
@@ -440,8 +431,8 @@ fn record_into(
 
     // --- the recording's fixed parts ----------------------------------------
     let (host, kernel_release) = uname();
-    let started_ns = monotonic_ns(libc::CLOCK_MONOTONIC) as u64;
-    let offset = monotonic_ns(libc::CLOCK_REALTIME) - started_ns as i64;
+    let started_ns = monotonic_ns();
+    let offset = now_ns(libc::CLOCK_REALTIME) - started_ns as i64;
     let manifest = Arc::new(Mutex::new(Manifest {
         schema_version: SCHEMA_VERSION,
         tool_version: env!("CARGO_PKG_VERSION").into(),
@@ -504,13 +495,15 @@ fn record_into(
         }),
     );
 
+    // Only attached probes can count losses: read their slots, not all.
+    let attached_probes: Vec<u32> = probe_rows.iter().map(|p| p.probe_id).collect();
     let deadline = opts.duration.map(|d| std::time::Instant::now() + d);
     let mut loss_rows: Vec<LossRow> = Vec::new();
     let mut previous: BTreeMap<(u32, u32, &'static str), u64> = BTreeMap::new();
     let mut window_start = started_ns;
     let mut sample = |loss_rows: &mut Vec<LossRow>| -> Result<(), RecordError> {
-        let now = monotonic_ns(libc::CLOCK_MONOTONIC) as u64;
-        for l in losses.read()? {
+        let now = monotonic_ns();
+        for l in losses.read(&attached_probes)? {
             let key = (l.cpu, l.probe_id, loss_reason_name(l.reason));
             let before = previous.insert(key, l.count).unwrap_or(0);
             if l.count > before {
@@ -598,7 +591,7 @@ fn record_into(
     if nftrace_overruns > 0 {
         loss_rows.push(LossRow {
             window_start_ns: started_ns,
-            window_end_ns: monotonic_ns(libc::CLOCK_MONOTONIC) as u64,
+            window_end_ns: monotonic_ns(),
             cpu: 0,
             probe_id: nft_schema::raw::PROBE_NFTRACE,
             reason: "nftrace_overrun".into(),
@@ -608,7 +601,7 @@ fn record_into(
     if written.dropped_after_limit > 0 {
         loss_rows.push(LossRow {
             window_start_ns: window_start,
-            window_end_ns: monotonic_ns(libc::CLOCK_MONOTONIC) as u64,
+            window_end_ns: monotonic_ns(),
             cpu: 0,
             probe_id: nft_schema::raw::PROBE_WRITER,
             reason: "max_bytes".into(),
@@ -627,7 +620,7 @@ fn record_into(
     m.nftrace_segments = nftrace_segments;
     m.nftrace_events = nftrace_events;
     m.lost_events = lost;
-    m.stopped_ns = Some(monotonic_ns(libc::CLOCK_MONOTONIC) as u64);
+    m.stopped_ns = Some(monotonic_ns());
     m.end = end.clone();
     m.ended_cleanly = !end.starts_with("error");
     write_manifest(&dir, &m)?;

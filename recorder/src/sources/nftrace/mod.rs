@@ -18,6 +18,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::{KernelContext, Source};
+use crate::kernel::clock::monotonic_ns;
+use crate::kernel::netns::enter_netns;
 use crate::writer::nftrace_batch::{nftrace_batch, NftraceRow};
 use crate::writer::segments::{create_private, SegmentError, SegmentWriter};
 use socket::NftraceSocket;
@@ -84,20 +86,6 @@ pub struct NftraceStats {
 /// Shared writer of the `nftrace` table.
 pub type NftraceWriter = Arc<Mutex<SegmentWriter>>;
 
-fn enter_netns(path: &Path) -> Result<(), NftraceError> {
-    let err = |source| NftraceError::Setns {
-        path: path.to_owned(),
-        source,
-    };
-    let file = std::fs::File::open(path).map_err(err)?;
-    // SAFETY: setns on a namespace fd we hold; affects this thread only.
-    let rc = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
-    if rc != 0 {
-        return Err(err(std::io::Error::last_os_error()));
-    }
-    Ok(())
-}
-
 fn snapshot(dir: &Path, label: &str, when: &str) -> Result<(), NftraceError> {
     let json = table::nft(&["-j", "-a", "list", "ruleset"], None)?;
     let path = dir.join(format!("ruleset-{label}-{when}.json"));
@@ -105,16 +93,6 @@ fn snapshot(dir: &Path, label: &str, when: &str) -> Result<(), NftraceError> {
     std::io::Write::write_all(&mut file, json.as_bytes())
         .map_err(|source| SegmentError::Io { path, source })?;
     Ok(())
-}
-
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid clock id and out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec * 1_000_000_000 + ts.tv_nsec) as u64
 }
 
 /// Sets the namespace up and signals `ready` (with the result) before
@@ -133,7 +111,10 @@ pub fn spawn(
         .spawn(move || {
             let setup = || -> Result<(NftraceSocket, bool), NftraceError> {
                 if let Some(path) = &target.netns_path {
-                    enter_netns(path)?;
+                    enter_netns(path).map_err(|source| NftraceError::Setns {
+                        path: path.clone(),
+                        source,
+                    })?;
                 }
                 let removed = table::remove()?;
                 snapshot(&dir, &target.label, "start")?;
