@@ -3,8 +3,14 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use nft_analyzer::catalog::{Catalog, Settings};
+use nft_analyzer::output::{write_batches, Format};
+use nft_analyzer::queries::{self, Params};
+use nft_analyzer::traces::{self, sinks, Filter};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -21,23 +27,101 @@ pub struct Cli {
     pub command: Command,
 }
 
+#[derive(clap::Args, Debug, Clone)]
+pub struct Tuning {
+    /// Idle gap after which an skb's next event starts a new trace (and
+    /// within which of the recording's end an unfreed packet is in flight).
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// Repeated rule verdicts on one skb within this window are duplicates.
+    #[arg(long, default_value = "5us", value_parser = humantime::parse_duration)]
+    pub dedup: Duration,
+    /// Memory DataFusion may use before spilling to disk.
+    #[arg(long, default_value = "1536MiB", value_parser = parse_bytes)]
+    pub memory_limit: usize,
+}
+
+impl Tuning {
+    fn params(&self) -> Params {
+        Params {
+            timeout_ns: self.timeout.as_nanos() as u64,
+            dedup_ns: self.dedup.as_nanos() as u64,
+            ..Params::default()
+        }
+    }
+
+    fn settings(&self) -> Settings {
+        Settings {
+            memory_limit: self.memory_limit,
+            ..Settings::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TraceFormat {
+    Json,
+    Ndjson,
+    Parquet,
+    Table,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Group a recording's events into per-packet traces (function path,
     /// nftables chains and rule verdicts, drop reason), as JSON, NDJSON,
     /// Parquet or a table.
+    #[command(after_help = "Examples:\n  \
+        nft-analyzer traces rec/ --format table\n  \
+        nft-analyzer traces rec/ --verdict drop --flow ':22 ' --format json\n  \
+        nft-analyzer traces rec/ --format parquet -o traces.parquet")]
     Traces {
-        /// Recording directory.
-        recording: PathBuf,
+        /// Recording directories.
+        #[arg(required = true)]
+        recordings: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: TraceFormat,
+        /// Write here instead of stdout (required for parquet).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Only traces whose final verdict is this (`drop` also matches
+        /// packets freed with a drop reason).
+        #[arg(long)]
+        verdict: Option<String>,
+        /// Only traces whose flow text contains this, e.g. `10.0.0.2:80` or
+        /// `udp `.
+        #[arg(long)]
+        flow: Option<String>,
+        /// Only traces whose path contains this function or tracepoint.
+        #[arg(long)]
+        function: Option<String>,
+        /// Write at most this many traces.
+        #[arg(long)]
+        limit: Option<u64>,
+        #[command(flatten)]
+        tuning: Tuning,
     },
-    /// Run SQL over a recording's tables (events, functions, drop_reasons,
-    /// losses, rules, recordings), or a named query from `queries/`.
+    /// Run SQL over recordings' tables (events, nftrace, probes, functions,
+    /// drop_reasons, losses, interfaces, chains, rules, verdicts,
+    /// recordings), or a named query from the library.
+    #[command(after_help = "Examples:\n  \
+        nft-analyzer sql rec/ \"SELECT probe, count(*) FROM events GROUP BY probe\"\n  \
+        nft-analyzer sql rec/ --query drops --format csv\n  \
+        nft-analyzer sql before/ after/ \"SELECT recording, count(*) FROM events GROUP BY 1\"")]
     Sql {
-        /// Recording directory.
-        recording: PathBuf,
-        /// The SQL to run.
+        /// Recording directories, then the SQL (omit it with --query).
+        #[arg(required = true)]
+        args: Vec<String>,
+        /// Run this query of the library (see `nft-analyzer queries`).
+        #[arg(long)]
         query: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        #[command(flatten)]
+        tuning: Tuning,
     },
+    /// List the query library: each query's name and what it answers.
+    Queries,
     /// Compare two recordings (before/after a change): paths, verdicts,
     /// drops, latency; `--fail-on` makes it a CI gate.
     Diff {
@@ -46,24 +130,164 @@ pub enum Command {
         /// The recording after the change.
         new: PathBuf,
     },
-    /// Summarise a recording: events per probe, traces, verdicts, drops,
-    /// losses, and whether it ended cleanly.
+    /// Summarise recordings: span, events by source and probe, probes
+    /// attached and failed, losses, verdicts, drops, traces.
     Stats {
-        /// Recording directory.
-        recording: PathBuf,
+        /// Recording directories.
+        #[arg(required = true)]
+        recordings: Vec<PathBuf>,
+        #[command(flatten)]
+        tuning: Tuning,
     },
 }
 
 /// Exit code of a subcommand that is not built yet.
 const NOT_BUILT: u8 = 2;
 
-pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let (name, by) = match cli.command {
-        Command::Traces { .. } => ("traces", "the analyzer issue (7)"),
-        Command::Sql { .. } => ("sql", "the analyzer issue (7)"),
-        Command::Stats { .. } => ("stats", "the analyzer issue (7)"),
-        Command::Diff { .. } => ("diff", "the path-diff issue (8)"),
+fn parse_bytes(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: usize = n.parse().map_err(|_| format!("not a size: {s:?}"))?;
+    let mult = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" => 1 << 10,
+        "MiB" | "M" => 1 << 20,
+        "GiB" | "G" => 1 << 30,
+        u => return Err(format!("unknown unit {u:?} (use B, KiB, MiB, GiB)")),
     };
-    eprintln!("nft-analyzer {name}: not built yet (comes with {by})");
-    Ok(ExitCode::from(NOT_BUILT))
+    Ok(n * mult)
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(run_async(cli))
+}
+
+async fn open(dirs: &[PathBuf], tuning: &Tuning) -> anyhow::Result<Catalog> {
+    let catalog = Catalog::open(dirs, &tuning.settings()).await?;
+    Ok(catalog)
+}
+
+async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
+    let stdout = std::io::stdout();
+    match cli.command {
+        Command::Queries => {
+            let mut out = stdout.lock();
+            for q in queries::QUERIES {
+                use std::io::Write;
+                writeln!(out, "{:<16} {}", q.name, q.summary())?;
+            }
+        }
+        Command::Sql {
+            args,
+            query,
+            format,
+            tuning,
+        } => {
+            let (dirs, sql) = split_sql_args(&args, query.is_some())?;
+            let params = tuning.params();
+            let sql = match (&query, sql) {
+                (Some(name), None) => {
+                    let q = queries::find(name).with_context(|| {
+                        format!("no query named {name:?}; `nft-analyzer queries` lists them")
+                    })?;
+                    params.bind(q.sql)
+                }
+                (None, Some(sql)) => params.bind(&sql),
+                (Some(_), Some(_)) => anyhow::bail!("give either SQL or --query, not both"),
+                (None, None) => anyhow::bail!(
+                    "no SQL given: add it after the recordings, or use --query NAME"
+                ),
+            };
+            let catalog = open(&dirs, &tuning).await?;
+            for w in catalog.warnings() {
+                eprintln!("warning: {w}");
+            }
+            let df = catalog.ctx.sql(&sql).await.context("planning the SQL")?;
+            let schema = df.schema().as_arrow().clone();
+            let batches = df.collect().await.context("running the SQL")?;
+            write_batches(&mut stdout.lock(), &schema, &batches, format)?;
+        }
+        Command::Traces {
+            recordings,
+            format,
+            output,
+            verdict,
+            flow,
+            function,
+            limit,
+            tuning,
+        } => {
+            let catalog = open(&recordings, &tuning).await?;
+            let filter = Filter {
+                verdict,
+                flow,
+                function,
+                limit,
+            };
+            let out: Box<dyn std::io::Write + Send> = match &output {
+                Some(path) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(path)
+                        .with_context(|| format!("creating {}", path.display()))?,
+                )),
+                None if format == TraceFormat::Parquet => {
+                    anyhow::bail!("--format parquet needs --output FILE")
+                }
+                None => Box::new(std::io::BufWriter::new(std::io::stdout())),
+            };
+            let session: Vec<&str> = catalog.recordings.iter().map(|r| r.name.as_str()).collect();
+            let mode = catalog
+                .recordings
+                .first()
+                .map(|r| r.manifest.backend.clone())
+                .unwrap_or_default();
+            let mut sink: Box<dyn sinks::Sink> = match format {
+                TraceFormat::Json => Box::new(sinks::JsonSink::new(out, &session.join(","), &mode)?),
+                TraceFormat::Ndjson => Box::new(sinks::NdjsonSink(out)),
+                TraceFormat::Table => Box::new(sinks::TableSink::new(out)),
+                TraceFormat::Parquet => Box::new(sinks::ParquetSink::new(out)?),
+            };
+            let summary = traces::run(&catalog, &tuning.params(), &filter, sink.as_mut()).await?;
+            sink.finish(&summary)?;
+            if format != TraceFormat::Table {
+                for w in &summary.warnings {
+                    eprintln!("warning: {w}");
+                }
+            }
+        }
+        Command::Stats { recordings, tuning } => {
+            let catalog = open(&recordings, &tuning).await?;
+            nft_analyzer::stats::run(&catalog, &tuning.params(), &mut stdout.lock()).await?;
+        }
+        Command::Diff { .. } => {
+            eprintln!("nft-analyzer diff: not built yet (comes with the path-diff issue (8))");
+            return Ok(ExitCode::from(NOT_BUILT));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `sql REC [REC...] [SQL]`: the last argument is the SQL unless it is a
+/// directory (or `--query` was given).
+fn split_sql_args(args: &[String], has_query: bool) -> anyhow::Result<(Vec<PathBuf>, Option<String>)> {
+    let mut dirs: Vec<PathBuf> = args.iter().map(PathBuf::from).collect();
+    let mut sql = None;
+    if !has_query {
+        if let Some(last) = args.last() {
+            if !std::path::Path::new(last).is_dir() {
+                sql = Some(last.clone());
+                dirs.pop();
+            }
+        }
+    }
+    if dirs.is_empty() {
+        anyhow::bail!("no recording given");
+    }
+    Ok((dirs, sql))
 }

@@ -1,5 +1,16 @@
 //! nft-analyzer: reads nft-tracer recordings anywhere (no root, no BTF, no
-//! kernel) and does the heavy work with DataFusion: per-packet traces, SQL,
-//! diffs between recordings, statistics.
+//! kernel) and does the heavy work with DataFusion.
 //!
-//! Filled in by the analyzer issues; the binary's subcommands say which.
+//! Data flow: [`recording`] opens and checks a directory → [`catalog`]
+//! registers its tables (and [`rulesets`]' chains and rules) in a DataFusion
+//! session → [`queries`] holds the shipped SQL → [`traces`] and [`stats`]
+//! run it and shape the results; [`output`] prints query results.
+
+pub mod catalog;
+pub mod columns;
+pub mod output;
+pub mod queries;
+pub mod recording;
+pub mod rulesets;
+pub mod stats;
+pub mod traces;

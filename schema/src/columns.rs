@@ -38,6 +38,24 @@ pub mod events {
     pub const LOCATION: &str = "location";
     /// `location` resolved through kallsyms at record time (`sym+0xoff`).
     pub const LOCATION_SYM: &str = "location_sym";
+    /// nftables events seen by eBPF on the skb (kind `nft`): `chain_entry`,
+    /// `rule_eval` or `chain_exit`. Null for other kinds.
+    pub const NFT_EVENT: &str = "nft_event";
+    pub const NFT_FAMILY: &str = "nft_family";
+    pub const NFT_TABLE: &str = "nft_table";
+    pub const NFT_CHAIN: &str = "nft_chain";
+    /// Netfilter hook of the base chain (`prerouting`, `input`, ...).
+    pub const NFT_HOOK: &str = "nft_hook";
+    pub const NFT_PRIORITY: &str = "nft_priority";
+    /// Rule handle, as `nft -a list ruleset` prints it.
+    pub const NFT_RULE_HANDLE: &str = "nft_rule_handle";
+    /// Position of the rule in its chain, from 1.
+    pub const NFT_RULE_SEQ: &str = "nft_rule_seq";
+    /// `accept`, `drop`, `continue`, `jump`, `goto`, `return`, `queue`,
+    /// `stolen`, `reject`.
+    pub const NFT_VERDICT: &str = "nft_verdict";
+    /// Target chain of a jump or goto.
+    pub const NFT_TARGET: &str = "nft_target";
 }
 
 /// `probes` table: what each `probe_id` is.
@@ -116,4 +134,93 @@ pub mod interfaces {
     pub const NAME: &str = "name";
     /// `start` or `stop`.
     pub const SEEN: &str = "seen";
+}
+
+/// Added by the analyzer to every table it serves, so several recordings can
+/// be queried together: the recording's name (its directory name).
+pub const RECORDING: &str = "recording";
+
+/// `recordings` table (analyzer): one row per opened recording, from its
+/// manifest.
+pub mod recordings {
+    pub const DIR: &str = "dir";
+    pub const SCHEMA_VERSION: &str = "schema_version";
+    pub const TOOL_VERSION: &str = "tool_version";
+    pub const HOST: &str = "host";
+    pub const KERNEL_RELEASE: &str = "kernel_release";
+    pub const BACKEND: &str = "backend";
+    pub const STARTED_NS: &str = "started_ns";
+    pub const STOPPED_NS: &str = "stopped_ns";
+    pub const MONOTONIC_TO_UNIX_NS: &str = "monotonic_to_unix_ns";
+    pub const EVENTS: &str = "events";
+    pub const NFTRACE_EVENTS: &str = "nftrace_events";
+    pub const LOST_EVENTS: &str = "lost_events";
+    pub const END: &str = "end";
+    pub const ENDED_CLEANLY: &str = "ended_cleanly";
+    pub const COMMAND_LINE: &str = "command_line";
+}
+
+/// `chains` table (analyzer): every nftables chain of the ruleset snapshots.
+pub mod chains {
+    /// Network namespace inode the snapshot was taken in (null: the
+    /// recorder's own namespace).
+    pub const NETNS: &str = "netns";
+    /// `start` or `stop`.
+    pub const SNAPSHOT: &str = "snapshot";
+    pub const FAMILY: &str = "family";
+    pub const TABLE: &str = "table";
+    pub const CHAIN: &str = "chain";
+    pub const HANDLE: &str = "handle";
+    /// Base chains: `filter`, `nat`, `route`; null for regular chains.
+    pub const TYPE: &str = "type";
+    pub const HOOK: &str = "hook";
+    pub const PRIORITY: &str = "priority";
+    pub const POLICY: &str = "policy";
+}
+
+/// `rules` table (analyzer): every rule of the ruleset snapshots, with its
+/// text as nft prints it.
+pub mod rules {
+    pub const NETNS: &str = "netns";
+    pub const SNAPSHOT: &str = "snapshot";
+    pub const FAMILY: &str = "family";
+    pub const TABLE: &str = "table";
+    pub const CHAIN: &str = "chain";
+    pub const HANDLE: &str = "handle";
+    /// Position in the chain, from 1.
+    pub const POSITION: &str = "position";
+    /// Rule text (`tcp dport 9 counter drop`), without counter values.
+    pub const TEXT: &str = "text";
+    /// The rule's first counter at snapshot time, if it has one.
+    pub const PACKETS: &str = "packets";
+    pub const BYTES: &str = "bytes";
+}
+
+/// `traces` table (`nft-analyzer traces --format parquet`): one row per
+/// per-packet trace.
+pub mod traces {
+    pub const TRACE_ID: &str = "trace_id";
+    pub const SKB: &str = "skb";
+    pub const FIRST_SEEN_NS: &str = "first_seen_ns";
+    pub const DURATION_NS: &str = "duration_ns";
+    /// `dropped`, `consumed`, `freed`, `in_flight`, `idle`.
+    pub const END: &str = "end";
+    pub const FINAL_VERDICT: &str = "final_verdict";
+    pub const DROP_REASON: &str = "drop_reason";
+    pub const DROP_LOCATION: &str = "drop_location";
+    /// `in_flight`, `incomplete_due_to_loss`.
+    pub const FLAGS: &str = "flags";
+    /// Functions and tracepoints in order.
+    pub const FUNCTIONS_PATH: &str = "functions_path";
+    /// nftables events in order, as `type table/chain#handle verdict`.
+    pub const NFT_PATH: &str = "nft_path";
+    pub const TOTAL_FUNCTIONS: &str = "total_functions";
+    pub const TOTAL_RULES_EVALUATED: &str = "total_rules_evaluated";
+    pub const DUPLICATES_REMOVED: &str = "duplicates_removed";
+    pub const L4_PROTO: &str = "l4_proto";
+    pub const SADDR: &str = "saddr";
+    pub const SPORT: &str = "sport";
+    pub const DADDR: &str = "daddr";
+    pub const DPORT: &str = "dport";
+    pub const IP_ID: &str = "ip_id";
 }

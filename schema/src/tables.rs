@@ -5,7 +5,10 @@ use std::sync::{Arc, OnceLock};
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
-use crate::columns::{drop_reasons, events, interfaces, losses, nftrace, probes};
+use crate::columns::{
+    chains, drop_reasons, events, interfaces, losses, nftrace, probes, recordings, rules, traces,
+    RECORDING,
+};
 
 /// Names of the tables (and the file stems of their Parquet files).
 pub mod names {
@@ -15,6 +18,26 @@ pub mod names {
     pub const LOSSES: &str = "losses";
     pub const NFTRACE: &str = "nftrace";
     pub const INTERFACES: &str = "interfaces";
+    /// Tables the analyzer derives from the manifest and ruleset snapshots.
+    pub const RECORDINGS: &str = "recordings";
+    pub const CHAINS: &str = "chains";
+    pub const RULES: &str = "rules";
+    /// `nft-analyzer traces --format parquet`.
+    pub const TRACES: &str = "traces";
+}
+
+/// File name label of a traced namespace's ruleset snapshots
+/// (`ruleset-<label>-start.json`): the name as given to `--netns`, with
+/// anything but ASCII letters, digits and `-` replaced by `_`; `self` for the
+/// recorder's own namespace.
+pub fn ruleset_label(netns_name: Option<&str>) -> String {
+    match netns_name {
+        None => "self".into(),
+        Some(name) => name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+            .collect(),
+    }
 }
 
 fn cached(cell: &'static OnceLock<SchemaRef>, build: fn() -> Schema) -> SchemaRef {
@@ -61,6 +84,16 @@ pub fn events_schema() -> SchemaRef {
             dict(events::DROP_REASON, true),
             Field::new(events::LOCATION, UInt64, true),
             dict(events::LOCATION_SYM, true),
+            dict(events::NFT_EVENT, true),
+            dict(events::NFT_FAMILY, true),
+            dict(events::NFT_TABLE, true),
+            dict(events::NFT_CHAIN, true),
+            dict(events::NFT_HOOK, true),
+            Field::new(events::NFT_PRIORITY, Int32, true),
+            Field::new(events::NFT_RULE_HANDLE, UInt64, true),
+            Field::new(events::NFT_RULE_SEQ, UInt32, true),
+            dict(events::NFT_VERDICT, true),
+            dict(events::NFT_TARGET, true),
         ])
     })
 }
@@ -151,6 +184,112 @@ pub fn losses_schema() -> SchemaRef {
     })
 }
 
+/// `recordings` (analyzer): one row per opened recording.
+pub fn recordings_schema() -> SchemaRef {
+    static CELL: OnceLock<SchemaRef> = OnceLock::new();
+    cached(&CELL, || {
+        use DataType::*;
+        Schema::new(vec![
+            Field::new(RECORDING, Utf8, false),
+            Field::new(recordings::DIR, Utf8, false),
+            Field::new(recordings::SCHEMA_VERSION, UInt32, false),
+            Field::new(recordings::TOOL_VERSION, Utf8, false),
+            Field::new(recordings::HOST, Utf8, false),
+            Field::new(recordings::KERNEL_RELEASE, Utf8, false),
+            Field::new(recordings::BACKEND, Utf8, false),
+            Field::new(recordings::STARTED_NS, UInt64, false),
+            Field::new(recordings::STOPPED_NS, UInt64, true),
+            Field::new(recordings::MONOTONIC_TO_UNIX_NS, Int64, false),
+            Field::new(recordings::EVENTS, UInt64, false),
+            Field::new(recordings::NFTRACE_EVENTS, UInt64, false),
+            Field::new(recordings::LOST_EVENTS, UInt64, false),
+            Field::new(recordings::END, Utf8, false),
+            Field::new(recordings::ENDED_CLEANLY, Boolean, false),
+            Field::new(recordings::COMMAND_LINE, Utf8, false),
+        ])
+    })
+}
+
+/// `chains` (analyzer): the chains of the ruleset snapshots.
+pub fn chains_schema() -> SchemaRef {
+    static CELL: OnceLock<SchemaRef> = OnceLock::new();
+    cached(&CELL, || {
+        use DataType::*;
+        Schema::new(vec![
+            Field::new(RECORDING, Utf8, false),
+            Field::new(chains::NETNS, UInt32, true),
+            Field::new(chains::SNAPSHOT, Utf8, false),
+            Field::new(chains::FAMILY, Utf8, false),
+            Field::new(chains::TABLE, Utf8, false),
+            Field::new(chains::CHAIN, Utf8, false),
+            Field::new(chains::HANDLE, UInt64, false),
+            Field::new(chains::TYPE, Utf8, true),
+            Field::new(chains::HOOK, Utf8, true),
+            Field::new(chains::PRIORITY, Int32, true),
+            Field::new(chains::POLICY, Utf8, true),
+        ])
+    })
+}
+
+/// `rules` (analyzer): the rules of the ruleset snapshots, with their text.
+pub fn rules_schema() -> SchemaRef {
+    static CELL: OnceLock<SchemaRef> = OnceLock::new();
+    cached(&CELL, || {
+        use DataType::*;
+        Schema::new(vec![
+            Field::new(RECORDING, Utf8, false),
+            Field::new(rules::NETNS, UInt32, true),
+            Field::new(rules::SNAPSHOT, Utf8, false),
+            Field::new(rules::FAMILY, Utf8, false),
+            Field::new(rules::TABLE, Utf8, false),
+            Field::new(rules::CHAIN, Utf8, false),
+            Field::new(rules::HANDLE, UInt64, false),
+            Field::new(rules::POSITION, UInt32, false),
+            Field::new(rules::TEXT, Utf8, true),
+            Field::new(rules::PACKETS, UInt64, true),
+            Field::new(rules::BYTES, UInt64, true),
+        ])
+    })
+}
+
+/// `traces` (analyzer output): one row per per-packet trace.
+pub fn traces_schema() -> SchemaRef {
+    static CELL: OnceLock<SchemaRef> = OnceLock::new();
+    cached(&CELL, || {
+        use DataType::*;
+        let list = |name: &str| {
+            Field::new(
+                name,
+                List(std::sync::Arc::new(Field::new("item", Utf8, true))),
+                false,
+            )
+        };
+        Schema::new(vec![
+            Field::new(RECORDING, Utf8, false),
+            Field::new(traces::TRACE_ID, UInt64, false),
+            Field::new(traces::SKB, UInt64, false),
+            Field::new(traces::FIRST_SEEN_NS, UInt64, false),
+            Field::new(traces::DURATION_NS, UInt64, false),
+            Field::new(traces::END, Utf8, false),
+            Field::new(traces::FINAL_VERDICT, Utf8, true),
+            Field::new(traces::DROP_REASON, Utf8, true),
+            Field::new(traces::DROP_LOCATION, Utf8, true),
+            list(traces::FLAGS),
+            list(traces::FUNCTIONS_PATH),
+            list(traces::NFT_PATH),
+            Field::new(traces::TOTAL_FUNCTIONS, UInt32, false),
+            Field::new(traces::TOTAL_RULES_EVALUATED, UInt32, false),
+            Field::new(traces::DUPLICATES_REMOVED, UInt64, false),
+            Field::new(traces::L4_PROTO, Utf8, true),
+            Field::new(traces::SADDR, Utf8, true),
+            Field::new(traces::SPORT, UInt16, true),
+            Field::new(traces::DADDR, Utf8, true),
+            Field::new(traces::DPORT, UInt16, true),
+            Field::new(traces::IP_ID, UInt16, true),
+        ])
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,6 +303,10 @@ mod tests {
             losses_schema(),
             nftrace_schema(),
             interfaces_schema(),
+            recordings_schema(),
+            chains_schema(),
+            rules_schema(),
+            traces_schema(),
         ] {
             let mut names: Vec<_> = schema.fields().iter().map(|f| f.name().clone()).collect();
             let n = names.len();

@@ -336,7 +336,7 @@ fn record_into(
     if opts.nftrace {
         let targets: Vec<NftraceTarget> = if netns.is_empty() {
             vec![NftraceTarget {
-                label: "self".into(),
+                label: nft_schema::tables::ruleset_label(None),
                 netns_path: None,
                 inode: crate::kernel::netns::own_netns_inode().unwrap_or(0),
             }]
@@ -344,17 +344,7 @@ fn record_into(
             netns
                 .iter()
                 .map(|n| NftraceTarget {
-                    label: n
-                        .name
-                        .chars()
-                        .map(|c| {
-                            if c.is_ascii_alphanumeric() || c == '-' {
-                                c
-                            } else {
-                                '_'
-                            }
-                        })
-                        .collect(),
+                    label: nft_schema::tables::ruleset_label(Some(&n.name)),
                     netns_path: Some(netns_path(&n.name)),
                     inode: n.inode,
                 })
@@ -380,8 +370,11 @@ fn record_into(
                         attached: true,
                         error: None,
                     });
-                    rulesets.push(format!("ruleset-{label}-start.json"));
-                    rulesets.push(format!("ruleset-{label}-stop.json"));
+                    for when in ["start", "stop"] {
+                        for ext in ["json", "nft"] {
+                            rulesets.push(format!("ruleset-{label}-{when}.{ext}"));
+                        }
+                    }
                     nftrace_threads.push(handle);
                 }
                 Ok(Err(why)) => {

@@ -10,7 +10,7 @@ use std::net::Ipv6Addr;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, DictionaryArray, Int32Array, PrimitiveArray, StringArray, UInt16Array, UInt64Array,
+    new_null_array, ArrayRef, DictionaryArray, Int32Array, PrimitiveArray, StringArray, UInt16Array, UInt64Array,
     UInt8Array,
 };
 use arrow::datatypes::{ArrowPrimitiveType, Int32Type};
@@ -193,7 +193,14 @@ pub fn events_batch(events: &[SkbEvent], names: &Names) -> Result<RecordBatch, A
         )),
         location_sym.finish(),
     ];
-    RecordBatch::try_new(events_schema(), columns)
+    // The nft columns are filled by the eBPF nft hooks (issue 6); until
+    // then every row is a tracepoint or function event, where they are null.
+    let schema = events_schema();
+    let mut columns = columns;
+    for field in &schema.fields()[columns.len()..] {
+        columns.push(new_null_array(field.data_type(), n));
+    }
+    RecordBatch::try_new(schema, columns)
 }
 
 #[cfg(test)]

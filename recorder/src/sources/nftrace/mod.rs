@@ -86,12 +86,21 @@ pub struct NftraceStats {
 /// Shared writer of the `nftrace` table.
 pub type NftraceWriter = Arc<Mutex<SegmentWriter>>;
 
+/// Saves the ruleset twice: as JSON (structure, handles, counters) and as
+/// stateless text (`-s`: counters omitted), whose lines are the rule text
+/// the analyzer shows next to a handle. Rendering rule text from the JSON
+/// would mean re-implementing nft's printer, so nft prints it here.
 fn snapshot(dir: &Path, label: &str, when: &str) -> Result<(), NftraceError> {
-    let json = table::nft(&["-j", "-a", "list", "ruleset"], None)?;
-    let path = dir.join(format!("ruleset-{label}-{when}.json"));
-    let mut file = create_private(&path)?;
-    std::io::Write::write_all(&mut file, json.as_bytes())
-        .map_err(|source| SegmentError::Io { path, source })?;
+    for (args, ext) in [
+        (&["-j", "-a", "list", "ruleset"][..], "json"),
+        (&["-s", "-a", "list", "ruleset"][..], "nft"),
+    ] {
+        let text = table::nft(args, None)?;
+        let path = dir.join(format!("ruleset-{label}-{when}.{ext}"));
+        let mut file = create_private(&path)?;
+        std::io::Write::write_all(&mut file, text.as_bytes())
+            .map_err(|source| SegmentError::Io { path, source })?;
+    }
     Ok(())
 }
 

@@ -1,0 +1,80 @@
+//! Printing query results: an aligned table for people, CSV and JSON (one
+//! object per line) for tools.
+
+use std::io::Write;
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Schema};
+use arrow::error::ArrowError;
+use arrow::util::pretty::pretty_format_batches;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Csv,
+    Json,
+}
+
+/// Writes `batches` (with columns `schema`, for an empty result) to `out` in
+/// `format`.
+pub fn write_batches(
+    out: &mut dyn Write,
+    schema: &Schema,
+    batches: &[RecordBatch],
+    format: Format,
+) -> Result<(), ArrowError> {
+    let batches = batches
+        .iter()
+        .map(plain)
+        .collect::<Result<Vec<_>, _>>()?;
+    let batches = batches.as_slice();
+    match format {
+        Format::Table => {
+            if batches.iter().all(|b| b.num_rows() == 0) {
+                let names: Vec<_> = schema.fields().iter().map(|f| f.name().clone()).collect();
+                writeln!(out, "(no rows; columns: {})", names.join(", "))?;
+            } else {
+                writeln!(out, "{}", pretty_format_batches(batches)?)?;
+            }
+        }
+        Format::Csv => {
+            let mut writer = arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(&mut *out);
+            for b in batches {
+                writer.write(b)?;
+            }
+        }
+        Format::Json => {
+            let mut writer = arrow::json::LineDelimitedWriter::new(&mut *out);
+            for b in batches {
+                writer.write(b)?;
+            }
+            writer.finish()?;
+        }
+    }
+    Ok(())
+}
+
+/// The batch with dictionary columns decoded to their value type (the CSV
+/// writer does not take dictionaries).
+fn plain(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
+    let mut fields = Vec::new();
+    let mut columns = Vec::new();
+    for (field, col) in batch.schema().fields().iter().zip(batch.columns()) {
+        match field.data_type() {
+            DataType::Dictionary(_, value) => {
+                columns.push(cast(col, value)?);
+                fields.push(field.as_ref().clone().with_data_type(value.as_ref().clone()));
+            }
+            _ => {
+                columns.push(col.clone());
+                fields.push(field.as_ref().clone());
+            }
+        }
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+}

@@ -1,0 +1,135 @@
+//! `nft-analyzer stats`: one screen about a recording: what it covers, what
+//! was attached, what it saw, what it lost, and how its packets ended.
+
+use std::io::Write;
+
+use crate::catalog::Catalog;
+use crate::output::{write_batches, Format};
+use crate::queries::Params;
+use crate::traces::model::{Summary, Trace};
+use crate::traces::sinks::{summary_line, Sink};
+use crate::traces::{self, Filter};
+
+/// Counts traces by how they ended and by final verdict.
+#[derive(Default)]
+struct Tally {
+    by_end: std::collections::BTreeMap<&'static str, u64>,
+    by_verdict: std::collections::BTreeMap<String, u64>,
+}
+
+impl Sink for Tally {
+    fn trace(&mut self, t: &Trace) -> std::io::Result<()> {
+        *self.by_end.entry(t.end).or_default() += 1;
+        let v = t.stats.final_verdict.clone().unwrap_or_else(|| "-".into());
+        *self.by_verdict.entry(v).or_default() += 1;
+        Ok(())
+    }
+
+    fn finish(&mut self, _: &Summary) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The SQL behind each section, in screen order.
+const SECTIONS: &[(&str, &str)] = &[
+    (
+        "events by source",
+        "SELECT recording, kind AS source, count(*) AS events, count(DISTINCT skb) AS skbs \
+         FROM events GROUP BY recording, kind \
+         UNION ALL SELECT recording, 'nftrace' AS source, count(*) AS events, NULL AS skbs \
+         FROM nftrace GROUP BY recording ORDER BY recording, events DESC",
+    ),
+    (
+        "events by probe",
+        "SELECT recording, probe, count(*) AS events FROM events GROUP BY recording, probe \
+         ORDER BY recording, events DESC, probe",
+    ),
+    (
+        "nftrace messages",
+        "SELECT recording, type, coalesce(verdict, policy) AS verdict, count(*) AS messages \
+         FROM nftrace GROUP BY recording, type, coalesce(verdict, policy) \
+         ORDER BY recording, messages DESC",
+    ),
+    (
+        "verdicts",
+        "SELECT recording, source, verdict, count(*) AS count FROM verdicts \
+         GROUP BY recording, source, verdict ORDER BY recording, count DESC",
+    ),
+    (
+        "drops",
+        "SELECT recording, drop_reason, location_sym, count(*) AS drops FROM events \
+         WHERE drop_reason IS NOT NULL GROUP BY recording, drop_reason, location_sym \
+         ORDER BY recording, drops DESC",
+    ),
+    (
+        "losses",
+        "SELECT recording, reason, sum(count) AS lost FROM losses GROUP BY recording, reason \
+         ORDER BY recording, lost DESC",
+    ),
+];
+
+pub async fn run(catalog: &Catalog, params: &Params, out: &mut dyn Write) -> anyhow::Result<()> {
+    for rec in &catalog.recordings {
+        let m = &rec.manifest;
+        let span_s = m
+            .stopped_ns
+            .map(|s| format!("{:.1} s", s.saturating_sub(m.started_ns) as f64 / 1e9))
+            .unwrap_or_else(|| "unknown (interrupted)".into());
+        writeln!(out, "== recording {} ({})", rec.name, rec.dir.display())?;
+        writeln!(
+            out,
+            "host {}, kernel {}, backend {}, schema {}, nft-recorder {}",
+            m.host, m.kernel_release, m.backend, m.schema_version, m.tool_version
+        )?;
+        writeln!(
+            out,
+            "span {span_s}; end: {}{}; {} events, {} nftrace messages, {} lost",
+            m.end,
+            if m.ended_cleanly { " (clean)" } else { " (NOT clean)" },
+            m.events,
+            m.nftrace_events,
+            m.lost_events
+        )?;
+        let attached = m.attach_plan.iter().filter(|a| a.attached).count();
+        writeln!(
+            out,
+            "probes: {attached} attached, {} failed",
+            m.attach_plan.len() - attached
+        )?;
+        for a in m.attach_plan.iter().filter(|a| !a.attached) {
+            writeln!(
+                out,
+                "  failed: {}: {}",
+                a.probe,
+                a.error.as_deref().unwrap_or("?")
+            )?;
+        }
+        if !m.filters.is_empty() {
+            let f: Vec<String> = m.filters.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            writeln!(out, "filters: {}", f.join(", "))?;
+        }
+    }
+    for (title, sql) in SECTIONS {
+        writeln!(out, "\n== {title}")?;
+        let df = catalog.ctx.sql(sql).await?;
+        let schema = df.schema().as_arrow().clone();
+        let batches = df.collect().await?;
+        write_batches(out, &schema, &batches, Format::Table)?;
+    }
+    let mut tally = Tally::default();
+    let summary = traces::run(catalog, params, &Filter::default(), &mut tally).await?;
+    writeln!(out, "\n== traces")?;
+    writeln!(out, "{}", summary_line(&summary))?;
+    let ends: Vec<String> = tally.by_end.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    writeln!(out, "by end: {}", ends.join(", "))?;
+    let verdicts: Vec<String> = tally
+        .by_verdict
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    writeln!(out, "by final verdict: {}", verdicts.join(", "))?;
+    for w in catalog.warnings() {
+        writeln!(out, "warning: {w}")?;
+    }
+    Ok(())
+}

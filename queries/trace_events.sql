@@ -1,0 +1,72 @@
+-- Which per-packet trace does each event belong to? Every skb event with its
+-- trace key (recording, skb, trace_seq) and the trace's first time, ordered
+-- by trace start, then time within the trace. A trace is
+-- one skb address from its first event until the skb is freed (the free
+-- path: skb:kfree_skb, skb:consume_skb and the release functions) or until
+-- it is idle for more than $timeout_ns; the next event on a reused address
+-- starts a new trace. A changed IPv4 id between two events with the same
+-- addresses and protocol also starts one: the address was reused after a
+-- free the recording did not see (e.g. in a namespace outside --netns);
+-- NAT and encapsulation change addresses or protocol, never only the id. Rule verdicts repeated on the same skb (same chain,
+-- rule and verdict) within $dedup_ns of the previous one are marked is_dup.
+WITH ev AS (
+    SELECT *,
+           (probe IN ('skb:kfree_skb', 'skb:consume_skb')
+            OR (kind = 'function' AND probe IN (
+                'kfree_skb_reason', 'sk_skb_reason_drop', 'kfree_skb_list_reason',
+                '__kfree_skb', 'kfree_skbmem', 'kfree_skb_partial',
+                'consume_skb', '__consume_stateless_skb', 'napi_consume_skb',
+                '__napi_kfree_skb', 'skb_attempt_defer_free',
+                'skb_release_all', 'skb_release_head_state', 'skb_release_data',
+                'skb_free_head'))) AS is_free
+    FROM events
+),
+rule_evals AS (
+    SELECT *,
+           coalesce(ts_ns - LAG(ts_ns) OVER (
+                        PARTITION BY recording, skb, nft_family, nft_table, nft_chain,
+                                     nft_rule_handle, nft_verdict
+                        ORDER BY ts_ns) <= $dedup_ns, false) AS is_dup
+    FROM ev
+    WHERE nft_event = 'rule_eval'
+),
+deduped AS (
+    SELECT *, false AS is_dup FROM ev WHERE nft_event IS DISTINCT FROM 'rule_eval'
+    UNION ALL
+    SELECT * FROM rule_evals
+),
+marked AS (
+    SELECT *,
+           LAG(ts_ns) OVER (PARTITION BY recording, skb ORDER BY ts_ns) AS prev_ts,
+           LAG(is_free) OVER (PARTITION BY recording, skb ORDER BY ts_ns) AS prev_free,
+           LAG(ip_id) OVER (PARTITION BY recording, skb ORDER BY ts_ns) AS prev_ip_id,
+           LAG(l4_proto) OVER (PARTITION BY recording, skb ORDER BY ts_ns) AS prev_l4_proto,
+           LAG(saddr) OVER (PARTITION BY recording, skb ORDER BY ts_ns) AS prev_saddr,
+           LAG(daddr) OVER (PARTITION BY recording, skb ORDER BY ts_ns) AS prev_daddr
+    FROM deduped
+),
+starts AS (
+    SELECT *,
+           CASE WHEN prev_ts IS NULL
+                  OR ts_ns - prev_ts > $timeout_ns
+                  OR (prev_free AND NOT is_free)
+                  OR (ip_id <> prev_ip_id AND l4_proto = prev_l4_proto
+                      AND saddr = prev_saddr AND daddr = prev_daddr) THEN 1 ELSE 0 END AS starts_trace
+    FROM marked
+)
+sessions AS (
+    SELECT *,
+           SUM(starts_trace) OVER (PARTITION BY recording, skb ORDER BY ts_ns
+                                   ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS trace_seq
+    FROM starts
+)
+SELECT recording, skb, trace_seq,
+       MIN(ts_ns) OVER (PARTITION BY recording, skb, trace_seq) AS trace_first_ns,
+       ts_ns, probe, kind, cpu, netns, ifindex, mark, len, protocol,
+       ip_version, saddr, daddr, l4_proto, sport, dport, tcp_flags,
+       icmp_type, icmp_code, ip_id, drop_reason, location_sym,
+       nft_event, nft_family, nft_table, nft_chain, nft_hook, nft_priority,
+       nft_rule_handle, nft_rule_seq, nft_verdict, nft_target,
+       is_free, is_dup
+FROM sessions
+ORDER BY recording, trace_first_ns, skb, trace_seq, ts_ns

@@ -1,0 +1,30 @@
+-- View `verdicts`: every nftables rule verdict and chain policy, from both
+-- sources (eBPF nft hooks on the skb, and the kernel's nftrace messages),
+-- with the rule's text from the ruleset snapshot taken at start. The
+-- handle-less "rule continue" nftrace message the kernel sends when a chain
+-- runs out of rules is not a verdict and is left out.
+CREATE VIEW verdicts AS
+WITH v AS (
+    SELECT recording, 'ebpf' AS source, ts_ns, netns,
+           nft_family AS family, nft_table AS "table", nft_chain AS chain,
+           CASE nft_event WHEN 'rule_eval' THEN 'rule' ELSE nft_event END AS type,
+           nft_rule_handle AS rule_handle, nft_verdict AS verdict, nft_target AS target
+    FROM events
+    WHERE nft_event IN ('rule_eval', 'chain_exit')
+    UNION ALL
+    SELECT recording, 'nftrace' AS source, ts_ns, netns,
+           family, "table", chain, type,
+           rule_handle, coalesce(verdict, policy) AS verdict, target
+    FROM nftrace
+    WHERE type = 'policy' OR (type = 'rule' AND rule_handle IS NOT NULL)
+)
+SELECT v.*, r.position AS rule_position, r.text AS rule_text
+FROM v
+LEFT JOIN rules r
+       ON r.recording = v.recording
+      AND r.snapshot = 'start'
+      AND (r.netns IS NULL OR r.netns = v.netns)
+      AND r.family = v.family
+      AND r."table" = v."table"
+      AND r.chain = v.chain
+      AND r.handle = v.rule_handle
