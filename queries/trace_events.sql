@@ -53,7 +53,7 @@ starts AS (
                   OR (ip_id <> prev_ip_id AND l4_proto = prev_l4_proto
                       AND saddr = prev_saddr AND daddr = prev_daddr) THEN 1 ELSE 0 END AS starts_trace
     FROM marked
-)
+),
 sessions AS (
     SELECT *,
            SUM(starts_trace) OVER (PARTITION BY recording, skb ORDER BY ts_ns
