@@ -1,5 +1,5 @@
--- Which flows did the recording see? Packets (distinct skbs), events,
--- bytes and drops per L4 protocol and 5-tuple.
+-- Which flows did the recording see? Packets (distinct skbs), events
+-- and drops per L4 protocol and 5-tuple, with first and last time seen.
 SELECT recording,
        l4_proto,
        saddr,

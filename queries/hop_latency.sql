@@ -14,8 +14,8 @@ SELECT recording,
        from_probe,
        to_probe,
        count(*) AS hops,
-       round(approx_percentile_cont(gap_ns, 0.5) / 1000.0, 3) AS p50_us,
-       round(approx_percentile_cont(gap_ns, 0.99) / 1000.0, 3) AS p99_us,
+       round(percentile_cont(0.5) WITHIN GROUP (ORDER BY gap_ns) / 1000.0, 3) AS p50_us,
+       round(percentile_cont(0.99) WITHIN GROUP (ORDER BY gap_ns) / 1000.0, 3) AS p99_us,
        round(max(gap_ns) / 1000.0, 3) AS max_us
 FROM hops
 WHERE from_probe IS NOT NULL AND gap_ns <= $timeout_ns

@@ -1,0 +1,119 @@
+//! Bad input gets a clear error naming the file, never a panic; an
+//! interrupted recording's damaged open segment gives a warning and every
+//! row before the damage.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::*;
+use nft_analyzer::catalog::{Catalog, Settings};
+use nft_analyzer::queries::Params;
+
+fn open_err(dir: &std::path::Path) -> String {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    match rt.block_on(Catalog::open(&[dir.to_path_buf()], &Settings::default())) {
+        Ok(_) => panic!("{} opened", dir.display()),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn a_directory_without_manifest_is_not_a_recording() {
+    let tmp = tempfile::tempdir().unwrap();
+    let e = open_err(tmp.path());
+    assert!(e.contains("is not a recording") && e.contains("recording.json"), "{e}");
+    let e = open_err(&tmp.path().join("missing"));
+    assert!(e.contains("is not a recording"), "{e}");
+}
+
+#[test]
+fn a_newer_schema_version_is_refused_by_name() {
+    let mut f = Fixture::new("newer");
+    f.manifest.schema_version = nft_schema::SCHEMA_VERSION + 1;
+    let dir = f.finish();
+    let e = open_err(&dir);
+    assert!(e.contains("schema version") && e.contains("newer"), "{e}");
+    assert!(e.contains("recording.json"), "{e}");
+}
+
+#[test]
+fn a_broken_manifest_is_named() {
+    let f = Fixture::new("broken");
+    let dir = f.finish();
+    std::fs::write(dir.join("recording.json"), "{\"schema_version\": 1, ").unwrap();
+    let e = open_err(&dir);
+    assert!(e.contains("not a valid manifest"), "{e}");
+}
+
+#[test]
+fn a_corrupt_segment_is_named() {
+    let mut f = Fixture::new("corrupt");
+    f.events(&[tcp(START_NS, 1, "net:netif_receive_skb", 1)]);
+    let dir = f.finish();
+    let seg = dir.join("events-000001.parquet");
+    let bytes = std::fs::read(&seg).unwrap();
+    std::fs::write(&seg, &bytes[..bytes.len() / 2]).unwrap();
+    let e = open_err(&dir);
+    assert!(e.contains("events-000001.parquet") && e.contains("corrupt"), "{e}");
+}
+
+#[test]
+fn a_segment_listed_but_missing_is_named() {
+    let mut f = Fixture::new("missing");
+    f.events(&[tcp(START_NS, 1, "net:netif_receive_skb", 1)]);
+    let dir = f.finish();
+    std::fs::remove_file(dir.join("events-000001.parquet")).unwrap();
+    let e = open_err(&dir);
+    assert!(e.contains("events-000001.parquet") && e.contains("missing"), "{e}");
+}
+
+/// An interrupted recording: a closed segment and an open IPC stream whose
+/// last batch was cut mid-write.
+#[test]
+fn a_truncated_open_segment_gives_the_rows_before_the_damage() {
+    let mut f = Fixture::new("killed");
+    f.events(&[tcp(START_NS, 0x1, "net:netif_receive_skb", 1)]);
+    f.manifest.ended_cleanly = false;
+    f.manifest.end = "running".into();
+    f.manifest.stopped_ns = None;
+    let dir = f.finish();
+    let schema = nft_schema::tables::events_schema();
+    let path: PathBuf = dir.join("events-000002.arrows");
+    {
+        let file = std::fs::File::create(&path).unwrap();
+        let mut w = arrow::ipc::writer::StreamWriter::try_new(file, &schema).unwrap();
+        for i in 0..3u64 {
+            let rows: Vec<_> = (0..100)
+                .map(|j| tcp(START_NS + i * 1000 + j, 0x100 + j, "net:netif_receive_skb", 2))
+                .map(|mut r| {
+                    for (k, v) in [("probe_id", 1), ("cpu", 0), ("netns", 1), ("ifindex", 2),
+                                   ("mark", 0), ("len", 60), ("protocol", 2048)] {
+                        r[k] = v.into();
+                    }
+                    r["kind"] = "tracepoint".into();
+                    r
+                })
+                .collect();
+            w.write(&batch(&schema, &rows)).unwrap();
+        }
+        w.flush().unwrap();
+    }
+    let len = std::fs::metadata(&path).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.set_len(len - 200).unwrap();
+
+    let catalog = open(&[&dir]);
+    let warnings: Vec<&str> = catalog.warnings().collect();
+    assert!(
+        warnings.iter().any(|w| w.contains("events-000002.arrows") && w.contains("damaged after 200 rows")),
+        "{warnings:?}"
+    );
+    assert!(warnings.iter().any(|w| w.contains("did not end cleanly")), "{warnings:?}");
+    let batches = sql(&[&dir], "SELECT count(*) AS n FROM events");
+    let n = arrow::util::pretty::pretty_format_batches(&batches).unwrap().to_string();
+    assert!(n.contains("| 201 |"), "{n}");
+    let (traces, summary) = run_traces(&[&dir], Params::default());
+    assert_eq!(traces.len(), 101);
+    assert!(summary.partial);
+}
