@@ -5,8 +5,9 @@
 -- then the nearest in time. The kernel puts the headers only in the first
 -- message of a trace id, so later ones (policy, return) take them from it.
 -- The handle-less "rule continue" the kernel sends when a chain runs out of
--- rules is not a rule evaluation and is left out. Messages with no matching
--- event are not listed.
+-- rules is not a rule evaluation and is left out, and so are the messages
+-- of the recorder's own table (nft_tracer). Messages with no matching event
+-- are not listed.
 WITH numbered AS (
     SELECT *,
            row_number() OVER (ORDER BY recording, ts_ns, trace_id) AS nftrace_row,
@@ -50,6 +51,7 @@ candidates AS (
      AND coalesce(CAST(e.icmp_type AS INT), -1) = coalesce(CAST(n.icmp_type AS INT), -1)
     WHERE n.header_group > 0
       AND NOT (n.type = 'rule' AND n.rule_handle IS NULL)
+      AND n."table" <> 'nft_tracer'
       AND CAST(e.ts_ns AS BIGINT) BETWEEN CAST(n.ts_ns AS BIGINT) - $match_window_ns
                                       AND CAST(n.ts_ns AS BIGINT) + $match_window_ns
 )

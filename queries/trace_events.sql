@@ -31,7 +31,9 @@ rule_evals AS (
     WHERE nft_event = 'rule_eval'
 ),
 deduped AS (
-    SELECT *, false AS is_dup FROM ev WHERE nft_event IS DISTINCT FROM 'rule_eval'
+    -- (coalesce, not IS DISTINCT FROM: DuckDB 1.5.6 drops every row for the
+    -- latter on an all-null Parquet column, and DuckDB is our oracle)
+    SELECT *, false AS is_dup FROM ev WHERE coalesce(nft_event, '') <> 'rule_eval'
     UNION ALL
     SELECT * FROM rule_evals
 ),

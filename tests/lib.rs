@@ -198,3 +198,98 @@ pub fn start_recorder(dir: &std::path::Path, args: &[&str]) -> std::process::Chi
     }
     child
 }
+
+/// accept, drop (verdict map), reject, a jump to a regular chain, a counter
+/// on every rule that can carry one.
+pub const FIREWALL: &str = "
+table inet fw {
+  chain input {
+    type filter hook input priority 0; policy accept;
+    ip protocol icmp counter jump icmp_chain
+    tcp dport vmap { 9 : drop, 80 : accept }
+    udp dport 5353 counter reject
+  }
+  chain icmp_chain {
+    icmp type echo-request counter accept
+  }
+}
+";
+
+/// (trace id, table, chain, kind, rule handle, verdict or policy)
+pub type TraceRow = (u32, String, String, String, Option<u64>, String);
+
+/// Parses `nft -a monitor trace` lines for rules and policies.
+pub fn parse_monitor(text: &str) -> Vec<TraceRow> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words.len() < 7 || words[0] != "trace" || words[1] != "id" {
+            continue;
+        }
+        let id = u32::from_str_radix(words[2], 16).unwrap();
+        let (table, chain) = (words[4].to_string(), words[5].to_string());
+        match words[6] {
+            "rule" | "unknown" => {
+                let handle = line
+                    .split("# handle ")
+                    .nth(1)
+                    .or_else(|| line.split("rule handle ").nth(1))
+                    .and_then(|s| s.split_whitespace().next())
+                    .and_then(|h| h.parse().ok());
+                let verdict = line
+                    .rsplit("(verdict ")
+                    .next()
+                    .and_then(|s| s.split([' ', ')']).next())
+                    .unwrap()
+                    .to_string();
+                out.push((id, table, chain, "rule".into(), handle, verdict));
+            }
+            "policy" => out.push((id, table, chain, "policy".into(), None, words[7].into())),
+            _ => {}
+        }
+    }
+    out.sort();
+    out
+}
+
+/// `nft -a monitor trace` running in a namespace: the oracle for nftrace
+/// verdicts.
+pub struct MonitorTrace(std::process::Child);
+
+impl MonitorTrace {
+    pub fn start(netns: &str) -> Self {
+        let child = Command::new("ip")
+            .args(["netns", "exec", netns, "nft", "-a", "monitor", "trace"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn nft monitor trace");
+        Self(child)
+    }
+
+    /// Stops it (after letting late messages arrive) and returns its output.
+    pub fn stop(mut self) -> String {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let mut text = String::new();
+        std::io::Read::read_to_string(self.0.stdout.as_mut().unwrap(), &mut text).unwrap();
+        let _ = self.0.wait();
+        text
+    }
+}
+
+/// Traffic from a to b that meets every rule of [`FIREWALL`]: 3 pings
+/// (jump, accept), TCP to port 9 (vmap drop), TCP to port 80 (vmap accept,
+/// RST), TCP to port 81 (no rule: policy), UDP to 5353 (reject).
+pub fn firewall_traffic(hosts: &TwoHosts) {
+    let b = &hosts.b_ip;
+    hosts
+        .a
+        .exec("ping", &["-q", "-c", "3", "-i", "0.1", b])
+        .unwrap();
+    let _ = hosts.a.exec("nc", &["-z", "-w", "1", b, "9"]);
+    let _ = hosts.a.exec("nc", &["-z", "-w", "1", b, "80"]);
+    let _ = hosts.a.exec("nc", &["-z", "-w", "1", b, "81"]);
+    let udp = format!("echo x > /dev/udp/{b}/5353");
+    let _ = hosts.a.exec("bash", &["-c", &udp]);
+}

@@ -118,7 +118,10 @@ impl Catalog {
                         .map(|b| conform(b, &schema))
                         .collect::<Result<Vec<_>, _>>()
                         .map_err(df(table))?;
-                    register("open_", Arc::new(MemTable::try_new(schema.clone(), vec![rows]).map_err(df(table))?))?;
+                    register(
+                        "open_",
+                        Arc::new(MemTable::try_new(schema.clone(), vec![rows]).map_err(df(table))?),
+                    )?;
                 }
             }
             union_view(&ctx, table, &schema, &parts).await?;
@@ -135,9 +138,7 @@ impl Catalog {
             for (i, rec) in recordings.iter().enumerate() {
                 if let Some(path) = rec.dimension(table) {
                     let part = format!("parts.{table}_{i}");
-                    let provider = parquet_files(&[path], &schema)
-                        .await
-                        .map_err(df(table))?;
+                    let provider = parquet_files(&[path], &schema).await.map_err(df(table))?;
                     ctx.register_table(part.as_str(), provider)
                         .map_err(df(&part))?;
                     parts.push((part, rec.name.clone()));
@@ -165,7 +166,8 @@ impl Catalog {
             ),
         ] {
             let mem = MemTable::try_new(schema, vec![rows]).map_err(df(table))?;
-            ctx.register_table(table, Arc::new(mem)).map_err(df(table))?;
+            ctx.register_table(table, Arc::new(mem))
+                .map_err(df(table))?;
         }
 
         for view in queries::VIEWS {
@@ -204,8 +206,8 @@ async fn parquet_files(
         .iter()
         .map(|f| ListingTableUrl::parse(f.to_string_lossy()))
         .collect::<Result<Vec<_>, _>>()?;
-    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-        .with_file_extension(".parquet");
+    let options =
+        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
     let config = ListingTableConfig::new_with_multi_paths(urls)
         .with_listing_options(options)
         .with_schema(schema.clone());
@@ -235,12 +237,7 @@ async fn union_view(
     }
     let body = parts
         .iter()
-        .map(|(part, rec)| {
-            format!(
-                "SELECT {} AS {RECORDING}, * FROM {part}",
-                sql_string(rec)
-            )
-        })
+        .map(|(part, rec)| format!("SELECT {} AS {RECORDING}, * FROM {part}", sql_string(rec)))
         .collect::<Vec<_>>()
         .join(" UNION ALL ");
     let sql = if parts.len() == 1 && parts[0].1.is_empty() {

@@ -84,8 +84,9 @@ pub enum Command {
         /// Write here instead of stdout (required for parquet).
         #[arg(short, long)]
         output: Option<PathBuf>,
-        /// Only traces whose final verdict is this (`drop` also matches
-        /// packets freed with a drop reason).
+        /// Only traces whose final nftables verdict is this (`accept`,
+        /// `drop`, ...). Packets the kernel dropped elsewhere have a
+        /// `drop_reason`; `sql --query drops` lists them.
         #[arg(long)]
         verdict: Option<String>,
         /// Only traces whose flow text contains this, e.g. `10.0.0.2:80` or
@@ -146,9 +147,7 @@ const NOT_BUILT: u8 = 2;
 
 fn parse_bytes(s: &str) -> Result<usize, String> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(s.len());
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (n, unit) = s.split_at(split);
     let n: usize = n.parse().map_err(|_| format!("not a size: {s:?}"))?;
     let mult = match unit.trim() {
@@ -201,9 +200,9 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 (None, Some(sql)) => params.bind(&sql),
                 (Some(_), Some(_)) => anyhow::bail!("give either SQL or --query, not both"),
-                (None, None) => anyhow::bail!(
-                    "no SQL given: add it after the recordings, or use --query NAME"
-                ),
+                (None, None) => {
+                    anyhow::bail!("no SQL given: add it after the recordings, or use --query NAME")
+                }
             };
             let catalog = open(&dirs, &tuning).await?;
             for w in catalog.warnings() {
@@ -248,7 +247,9 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
                 .map(|r| r.manifest.backend.clone())
                 .unwrap_or_default();
             let mut sink: Box<dyn sinks::Sink> = match format {
-                TraceFormat::Json => Box::new(sinks::JsonSink::new(out, &session.join(","), &mode)?),
+                TraceFormat::Json => {
+                    Box::new(sinks::JsonSink::new(out, &session.join(","), &mode)?)
+                }
                 TraceFormat::Ndjson => Box::new(sinks::NdjsonSink(out)),
                 TraceFormat::Table => Box::new(sinks::TableSink::new(out)),
                 TraceFormat::Parquet => Box::new(sinks::ParquetSink::new(out)?),
@@ -275,7 +276,10 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// `sql REC [REC...] [SQL]`: the last argument is the SQL unless it is a
 /// directory (or `--query` was given).
-fn split_sql_args(args: &[String], has_query: bool) -> anyhow::Result<(Vec<PathBuf>, Option<String>)> {
+fn split_sql_args(
+    args: &[String],
+    has_query: bool,
+) -> anyhow::Result<(Vec<PathBuf>, Option<String>)> {
     let mut dirs: Vec<PathBuf> = args.iter().map(PathBuf::from).collect();
     let mut sql = None;
     if !has_query {

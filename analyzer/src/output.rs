@@ -26,10 +26,14 @@ pub fn write_batches(
     batches: &[RecordBatch],
     format: Format,
 ) -> Result<(), ArrowError> {
-    let batches = batches
-        .iter()
-        .map(plain)
-        .collect::<Result<Vec<_>, _>>()?;
+    let empty = [RecordBatch::new_empty(Arc::new(schema.clone()))];
+    // An empty result still has a header (CSV) and column names (table).
+    let batches = if batches.is_empty() {
+        &empty[..]
+    } else {
+        batches
+    };
+    let batches = batches.iter().map(plain).collect::<Result<Vec<_>, _>>()?;
     let batches = batches.as_slice();
     match format {
         Format::Table => {
@@ -68,7 +72,12 @@ fn plain(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
         match field.data_type() {
             DataType::Dictionary(_, value) => {
                 columns.push(cast(col, value)?);
-                fields.push(field.as_ref().clone().with_data_type(value.as_ref().clone()));
+                fields.push(
+                    field
+                        .as_ref()
+                        .clone()
+                        .with_data_type(value.as_ref().clone()),
+                );
             }
             _ => {
                 columns.push(col.clone());

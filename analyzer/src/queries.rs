@@ -106,6 +106,19 @@ mod tests {
     }
 
     #[test]
+    fn the_recorder_table_is_spelled_as_the_schema_says() {
+        let quoted = format!("'{}'", nft_schema::tables::RECORDER_NFT_TABLE);
+        for name in ["nftrace_matches", "verdicts"] {
+            let q = QUERIES
+                .iter()
+                .chain(VIEWS)
+                .find(|q| q.name == name)
+                .unwrap();
+            assert!(q.sql.contains(&quoted), "{name}");
+        }
+    }
+
+    #[test]
     fn bind_replaces_every_parameter() {
         for q in QUERIES {
             let bound = Params::default().bind(q.sql);

@@ -7,9 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{
-    ArrayRef, Int32Array, RecordBatch, StringArray, UInt32Array, UInt64Array,
-};
+use arrow::array::{ArrayRef, Int32Array, RecordBatch, StringArray, UInt32Array, UInt64Array};
 use arrow::error::ArrowError;
 use nft_schema::tables::{chains_schema, rules_schema, ruleset_label};
 use serde_json::Value;
@@ -168,8 +166,7 @@ fn insert_rule(
     body: &str,
     handle: Option<u64>,
 ) {
-    if let (Some((family, table)), Some((_, chain)), Some(handle)) = (table, stack.last(), handle)
-    {
+    if let (Some((family, table)), Some((_, chain)), Some(handle)) = (table, stack.last(), handle) {
         out.insert(
             (family.clone(), table.clone(), chain.clone(), handle),
             body.to_owned(),
@@ -188,7 +185,12 @@ pub fn tables(rec: &Recording) -> Result<(RecordBatch, RecordBatch), RulesetErro
         .iter()
         .map(|n| (ruleset_label(Some(&n.name)), n.inode))
         .collect();
-    for file in rec.manifest.rulesets.iter().filter(|f| f.ends_with(".json")) {
+    for file in rec
+        .manifest
+        .rulesets
+        .iter()
+        .filter(|f| f.ends_with(".json"))
+    {
         let Some((label, when)) = file
             .strip_prefix("ruleset-")
             .and_then(|f| f.strip_suffix(".json"))
@@ -233,7 +235,9 @@ pub fn tables(rec: &Recording) -> Result<(RecordBatch, RecordBatch), RulesetErro
             strs(chains.iter().map(|c| Some(c.2.family.as_str())).collect()),
             strs(chains.iter().map(|c| Some(c.2.table.as_str())).collect()),
             strs(chains.iter().map(|c| Some(c.2.name.as_str())).collect()),
-            Arc::new(UInt64Array::from_iter_values(chains.iter().map(|c| c.2.handle))),
+            Arc::new(UInt64Array::from_iter_values(
+                chains.iter().map(|c| c.2.handle),
+            )),
             strs(chains.iter().map(|c| c.2.kind.as_deref()).collect()),
             strs(chains.iter().map(|c| c.2.hook.as_deref()).collect()),
             Arc::new(Int32Array::from_iter(chains.iter().map(|c| c.2.priority))),
@@ -250,8 +254,12 @@ pub fn tables(rec: &Recording) -> Result<(RecordBatch, RecordBatch), RulesetErro
             strs(rules.iter().map(|r| Some(r.2.family.as_str())).collect()),
             strs(rules.iter().map(|r| Some(r.2.table.as_str())).collect()),
             strs(rules.iter().map(|r| Some(r.2.chain.as_str())).collect()),
-            Arc::new(UInt64Array::from_iter_values(rules.iter().map(|r| r.2.handle))),
-            Arc::new(UInt32Array::from_iter_values(rules.iter().map(|r| r.2.position))),
+            Arc::new(UInt64Array::from_iter_values(
+                rules.iter().map(|r| r.2.handle),
+            )),
+            Arc::new(UInt32Array::from_iter_values(
+                rules.iter().map(|r| r.2.position),
+            )),
             strs(rules.iter().map(|r| r.2.text.as_deref()).collect()),
             Arc::new(UInt64Array::from_iter(rules.iter().map(|r| r.2.packets))),
             Arc::new(UInt64Array::from_iter(rules.iter().map(|r| r.2.bytes))),
@@ -295,7 +303,10 @@ mod tests {
         let k = |c: &str, h| ("inet".to_owned(), "fw".to_owned(), c.to_owned(), h);
         assert_eq!(t.len(), 4, "{t:?}");
         assert_eq!(t[&k("input", 2)], "tcp dport 9 counter drop");
-        assert_eq!(t[&k("input", 6)], "tcp dport vmap { 22 : accept, 23 : drop }");
+        assert_eq!(
+            t[&k("input", 6)],
+            "tcp dport vmap { 22 : accept, 23 : drop }"
+        );
         assert_eq!(t[&k("sub", 8)], "counter return");
     }
 
@@ -321,9 +332,16 @@ mod tests {
             .collect();
         assert_eq!(
             r,
-            [("input", 2, 1, Some(4)), ("input", 6, 2, None), ("sub", 8, 1, None)]
+            [
+                ("input", 2, 1, Some(4)),
+                ("input", 6, 2, None),
+                ("sub", 8, 1, None)
+            ]
         );
-        assert_eq!(snap.rules[0].text.as_deref(), Some("tcp dport 9 counter drop"));
+        assert_eq!(
+            snap.rules[0].text.as_deref(),
+            Some("tcp dport 9 counter drop")
+        );
         assert!(parse("{}", None).is_err());
     }
 }

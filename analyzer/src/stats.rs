@@ -85,7 +85,11 @@ pub async fn run(catalog: &Catalog, params: &Params, out: &mut dyn Write) -> any
             out,
             "span {span_s}; end: {}{}; {} events, {} nftrace messages, {} lost",
             m.end,
-            if m.ended_cleanly { " (clean)" } else { " (NOT clean)" },
+            if m.ended_cleanly {
+                " (clean)"
+            } else {
+                " (NOT clean)"
+            },
             m.events,
             m.nftrace_events,
             m.lost_events
@@ -120,7 +124,11 @@ pub async fn run(catalog: &Catalog, params: &Params, out: &mut dyn Write) -> any
     let summary = traces::run(catalog, params, &Filter::default(), &mut tally).await?;
     writeln!(out, "\n== traces")?;
     writeln!(out, "{}", summary_line(&summary))?;
-    let ends: Vec<String> = tally.by_end.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    let ends: Vec<String> = tally
+        .by_end
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
     writeln!(out, "by end: {}", ends.join(", "))?;
     let verdicts: Vec<String> = tally
         .by_verdict

@@ -22,7 +22,10 @@ fn open_err(dir: &std::path::Path) -> String {
 fn a_directory_without_manifest_is_not_a_recording() {
     let tmp = tempfile::tempdir().unwrap();
     let e = open_err(tmp.path());
-    assert!(e.contains("is not a recording") && e.contains("recording.json"), "{e}");
+    assert!(
+        e.contains("is not a recording") && e.contains("recording.json"),
+        "{e}"
+    );
     let e = open_err(&tmp.path().join("missing"));
     assert!(e.contains("is not a recording"), "{e}");
 }
@@ -55,7 +58,10 @@ fn a_corrupt_segment_is_named() {
     let bytes = std::fs::read(&seg).unwrap();
     std::fs::write(&seg, &bytes[..bytes.len() / 2]).unwrap();
     let e = open_err(&dir);
-    assert!(e.contains("events-000001.parquet") && e.contains("corrupt"), "{e}");
+    assert!(
+        e.contains("events-000001.parquet") && e.contains("corrupt"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -65,7 +71,10 @@ fn a_segment_listed_but_missing_is_named() {
     let dir = f.finish();
     std::fs::remove_file(dir.join("events-000001.parquet")).unwrap();
     let e = open_err(&dir);
-    assert!(e.contains("events-000001.parquet") && e.contains("missing"), "{e}");
+    assert!(
+        e.contains("events-000001.parquet") && e.contains("missing"),
+        "{e}"
+    );
 }
 
 /// An interrupted recording: a closed segment and an open IPC stream whose
@@ -85,10 +94,24 @@ fn a_truncated_open_segment_gives_the_rows_before_the_damage() {
         let mut w = arrow::ipc::writer::StreamWriter::try_new(file, &schema).unwrap();
         for i in 0..3u64 {
             let rows: Vec<_> = (0..100)
-                .map(|j| tcp(START_NS + i * 1000 + j, 0x100 + j, "net:netif_receive_skb", 2))
+                .map(|j| {
+                    tcp(
+                        START_NS + i * 1000 + j,
+                        0x100 + j,
+                        "net:netif_receive_skb",
+                        2,
+                    )
+                })
                 .map(|mut r| {
-                    for (k, v) in [("probe_id", 1), ("cpu", 0), ("netns", 1), ("ifindex", 2),
-                                   ("mark", 0), ("len", 60), ("protocol", 2048)] {
+                    for (k, v) in [
+                        ("probe_id", 1),
+                        ("cpu", 0),
+                        ("netns", 1),
+                        ("ifindex", 2),
+                        ("mark", 0),
+                        ("len", 60),
+                        ("protocol", 2048),
+                    ] {
                         r[k] = v.into();
                     }
                     r["kind"] = "tracepoint".into();
@@ -106,12 +129,19 @@ fn a_truncated_open_segment_gives_the_rows_before_the_damage() {
     let catalog = open(&[&dir]);
     let warnings: Vec<&str> = catalog.warnings().collect();
     assert!(
-        warnings.iter().any(|w| w.contains("events-000002.arrows") && w.contains("damaged after 200 rows")),
+        warnings
+            .iter()
+            .any(|w| w.contains("events-000002.arrows") && w.contains("damaged after 200 rows")),
         "{warnings:?}"
     );
-    assert!(warnings.iter().any(|w| w.contains("did not end cleanly")), "{warnings:?}");
+    assert!(
+        warnings.iter().any(|w| w.contains("did not end cleanly")),
+        "{warnings:?}"
+    );
     let batches = sql(&[&dir], "SELECT count(*) AS n FROM events");
-    let n = arrow::util::pretty::pretty_format_batches(&batches).unwrap().to_string();
+    let n = arrow::util::pretty::pretty_format_batches(&batches)
+        .unwrap()
+        .to_string();
     assert!(n.contains("| 201 |"), "{n}");
     let (traces, summary) = run_traces(&[&dir], Params::default());
     assert_eq!(traces.len(), 101);

@@ -61,22 +61,56 @@ fn reuse_gaps_and_in_flight_split_traces_exactly() {
     assert_eq!(
         got,
         vec![
-            ("0xa000", MS, 2 * MS, format!("{rx},ip_rcv,skb:kfree_skb"), "dropped", vec![]),
-            ("0xa000", 4 * MS, MS, format!("{rx},skb:consume_skb"), "consumed", vec![]),
-            ("0xb000", 10 * S, S, format!("{rx},net:net_dev_queue"), "idle", vec![]),
+            (
+                "0xa000",
+                MS,
+                2 * MS,
+                format!("{rx},ip_rcv,skb:kfree_skb"),
+                "dropped",
+                vec![]
+            ),
+            (
+                "0xa000",
+                4 * MS,
+                MS,
+                format!("{rx},skb:consume_skb"),
+                "consumed",
+                vec![]
+            ),
+            (
+                "0xb000",
+                10 * S,
+                S,
+                format!("{rx},net:net_dev_queue"),
+                "idle",
+                vec![]
+            ),
             ("0xb000", 20 * S, 0, rx.to_owned(), "idle", vec![]),
             ("0xd000", 30 * S, 0, rx.to_owned(), "idle", vec![]),
             ("0xd000", 30 * S + MS, 0, rx.to_owned(), "idle", vec![]),
-            ("0xc000", 58 * S, 0, rx.to_owned(), "in_flight", vec!["in_flight"]),
+            (
+                "0xc000",
+                58 * S,
+                0,
+                rx.to_owned(),
+                "in_flight",
+                vec!["in_flight"]
+            ),
         ]
     );
     assert_eq!(traces[0].drop_reason.as_deref(), Some("NETFILTER_DROP"));
-    assert_eq!(traces[0].drop_location.as_deref(), Some("nft_do_chain+0x10"));
+    assert_eq!(
+        traces[0].drop_location.as_deref(),
+        Some("nft_do_chain+0x10")
+    );
     assert_eq!(traces[0].packet_info.dst_port, Some(80));
     assert_eq!(traces[0].packet_info.protocol.as_deref(), Some("tcp"));
     let ids: Vec<u64> = traces.iter().map(|t| t.trace_id).collect();
     assert_eq!(ids, [1, 2, 3, 4, 5, 6, 7]);
-    assert_eq!((summary.traces, summary.events, summary.in_flight), (7, 11, 1));
+    assert_eq!(
+        (summary.traces, summary.events, summary.in_flight),
+        (7, 11, 1)
+    );
     assert!(!summary.partial);
 
     // A longer timeout joins B's two visits and makes more traces in flight.
@@ -89,7 +123,10 @@ fn reuse_gaps_and_in_flight_split_traces_exactly() {
 fn traces_with_timeout(
     dir: &std::path::Path,
     timeout_ns: u64,
-) -> (Vec<nft_analyzer::traces::model::Trace>, nft_analyzer::traces::model::Summary) {
+) -> (
+    Vec<nft_analyzer::traces::model::Trace>,
+    nft_analyzer::traces::model::Summary,
+) {
     run_traces(
         &[dir],
         Params {
@@ -114,7 +151,13 @@ const RULESET_TEXT: &str = "table inet fw { # handle 1
 }
 ";
 
-fn nft(ts: u64, skb: u64, event: &str, handle: Option<u64>, verdict: Option<&str>) -> serde_json::Value {
+fn nft(
+    ts: u64,
+    skb: u64,
+    event: &str,
+    handle: Option<u64>,
+    verdict: Option<&str>,
+) -> serde_json::Value {
     let mut e = tcp(ts, skb, "nft_do_chain", 9);
     e["nft_event"] = json!(event);
     e["nft_family"] = json!("inet");
@@ -153,7 +196,14 @@ fn duplicate_verdicts_within_the_window_are_removed_and_counted() {
     let nft: Vec<_> = tr
         .nft_events
         .iter()
-        .map(|n| (n.kind.as_str(), n.rule_handle, n.verdict.as_deref(), n.rule_seq))
+        .map(|n| {
+            (
+                n.kind.as_str(),
+                n.rule_handle,
+                n.verdict.as_deref(),
+                n.rule_seq,
+            )
+        })
         .collect();
     assert_eq!(
         nft,
@@ -165,11 +215,17 @@ fn duplicate_verdicts_within_the_window_are_removed_and_counted() {
             ("chain_exit", None, Some("drop"), None),
         ]
     );
-    assert_eq!(tr.nft_events[3].rule_text.as_deref(), Some("tcp dport 80 counter drop"));
+    assert_eq!(
+        tr.nft_events[3].rule_text.as_deref(),
+        Some("tcp dport 80 counter drop")
+    );
     assert_eq!(tr.nft_events[3].hook.as_deref(), Some("input"));
     assert_eq!(tr.stats.total_rules_evaluated, 3);
     assert_eq!(tr.stats.final_verdict.as_deref(), Some("drop"));
-    assert_eq!(tr.functions_path, ["net:netif_receive_skb", "skb:kfree_skb"]);
+    assert_eq!(
+        tr.functions_path,
+        ["net:netif_receive_skb", "skb:kfree_skb"]
+    );
 
     // With no window nothing is a duplicate.
     let (traces, summary) = run_traces(
@@ -199,7 +255,10 @@ fn traces_overlapping_a_loss_window_are_flagged() {
     assert_eq!(flagged, [("0xb000", 10 * S)]);
     assert_eq!(summary.incomplete_due_to_loss, 1);
     assert!(summary.partial);
-    assert!(summary.warnings.iter().any(|w| w.contains("5 events were lost")));
+    assert!(summary
+        .warnings
+        .iter()
+        .any(|w| w.contains("5 events were lost")));
 }
 
 #[test]
@@ -253,15 +312,31 @@ fn nftrace_messages_attach_to_their_packet_by_headers() {
     assert_eq!(
         nft,
         [
-            ("rule_eval", Some(2), Some("continue"), Some("input"),
-             Some("ip saddr 10.9.9.9 counter accept"), "nftrace"),
-            ("policy", None, Some("accept"), Some("input"), None, "nftrace"),
+            (
+                "rule_eval",
+                Some(2),
+                Some("continue"),
+                Some("input"),
+                Some("ip saddr 10.9.9.9 counter accept"),
+                "nftrace"
+            ),
+            (
+                "policy",
+                None,
+                Some("accept"),
+                Some("input"),
+                None,
+                "nftrace"
+            ),
         ]
     );
     assert_eq!(tr.stats.final_verdict.as_deref(), Some("accept"));
     let other = traces.iter().find(|t| t.skb_addr == "0xf100").unwrap();
     assert!(other.nft_events.is_empty());
-    assert_eq!((summary.nftrace_attached, summary.nftrace_unmatched), (2, 1));
+    assert_eq!(
+        (summary.nftrace_attached, summary.nftrace_unmatched),
+        (2, 1)
+    );
 }
 
 #[test]
@@ -282,5 +357,59 @@ fn several_recordings_are_queried_together() {
     assert!(text.contains("| sessions#2 | 1  |"), "{text}");
     let (traces, _) = run_traces(&[&a_dir, &b_dir], Params::default());
     assert_eq!(traces.len(), 8);
-    assert_eq!(traces.iter().filter(|t| t.recording == "sessions#2").count(), 1);
+    assert_eq!(
+        traces
+            .iter()
+            .filter(|t| t.recording == "sessions#2")
+            .count(),
+        1
+    );
+}
+
+/// The shipped queries (and views) give the same rows in DuckDB as in the
+/// analyzer, on a recording with every kind of row: nft events with
+/// duplicates, nftrace messages, losses, reuse.
+#[test]
+fn shipped_queries_equal_duckdb_on_a_hand_built_recording() {
+    let mut f = sessions_fixture();
+    let e = 0xe000u64;
+    let t = START_NS + S;
+    let mut free = tcp(t + 30_000, e, "skb:kfree_skb", 9);
+    free["drop_reason"] = json!("NETFILTER_DROP");
+    f.ruleset(RULESET_JSON, RULESET_TEXT)
+        .events(&[
+            tcp(t, e, "net:netif_receive_skb", 9),
+            nft(t + 1_000, e, "rule_eval", Some(2), Some("continue")),
+            nft(t + 3_000, e, "rule_eval", Some(2), Some("continue")),
+            nft(t + 21_000, e, "rule_eval", Some(3), Some("drop")),
+            free,
+        ])
+        .nftrace(&[
+            json!({"ts_ns": t + 100_000, "netns": 4026531840u64, "trace_id": 5,
+                          "type": "rule", "family": "inet", "table": "fw", "chain": "input",
+                          "rule_handle": 3, "verdict": "drop", "iif": 2, "ip_version": 4,
+                          "saddr": "10.0.0.1", "daddr": "10.0.0.2", "l4_proto": 6,
+                          "sport": 40000, "dport": 80, "ip_id": 9}),
+        ])
+        .losses(&[
+            json!({"window_start_ns": START_NS, "window_end_ns": START_NS + S,
+                         "cpu": 0, "probe_id": 1, "reason": "ringbuf_full", "count": 3}),
+        ]);
+    let dir = f.finish();
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let out = std::process::Command::new("python3")
+        .arg(format!("{root}/tests/duckdb_queries.py"))
+        .arg(env!("CARGO_BIN_EXE_nft-analyzer"))
+        .arg(&dir)
+        .arg(format!("{root}/queries"))
+        .output()
+        .expect("python3");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("trace_events: 16 rows equal"), "{text}");
+    assert!(text.contains("rule_verdicts: 3 rows equal"), "{text}");
 }

@@ -2,7 +2,8 @@
 -- sources (eBPF nft hooks on the skb, and the kernel's nftrace messages),
 -- with the rule's text from the ruleset snapshot taken at start. The
 -- handle-less "rule continue" nftrace message the kernel sends when a chain
--- runs out of rules is not a verdict and is left out.
+-- runs out of rules is not a verdict and is left out, and so are the
+-- messages of the recorder's own table (nft_tracer).
 CREATE VIEW verdicts AS
 WITH v AS (
     SELECT recording, 'ebpf' AS source, ts_ns, netns,
@@ -16,7 +17,8 @@ WITH v AS (
            family, "table", chain, type,
            rule_handle, coalesce(verdict, policy) AS verdict, target
     FROM nftrace
-    WHERE type = 'policy' OR (type = 'rule' AND rule_handle IS NOT NULL)
+    WHERE (type = 'policy' OR (type = 'rule' AND rule_handle IS NOT NULL))
+      AND "table" <> 'nft_tracer'
 )
 SELECT v.*, r.position AS rule_position, r.text AS rule_text
 FROM v

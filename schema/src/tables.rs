@@ -26,6 +26,11 @@ pub mod names {
     pub const TRACES: &str = "traces";
 }
 
+/// The recorder's temporary nftables table (family `inet`) that switches
+/// nftrace on. Its own trace messages are recorded but are not the user's
+/// rules: the analyzer's traces and `verdicts` view leave them out.
+pub const RECORDER_NFT_TABLE: &str = "nft_tracer";
+
 /// File name label of a traced namespace's ruleset snapshots
 /// (`ruleset-<label>-start.json`): the name as given to `--netns`, with
 /// anything but ASCII letters, digits and `-` replaced by `_`; `self` for the
@@ -35,7 +40,13 @@ pub fn ruleset_label(netns_name: Option<&str>) -> String {
         None => "self".into(),
         Some(name) => name
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect(),
     }
 }

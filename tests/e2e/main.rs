@@ -2,6 +2,7 @@
 //! one module per scenario. They need root, network namespaces and the
 //! tools `scripts/setup.sh` installs; CI runs them as root.
 
+mod analyze_recording;
 mod check_cli;
 mod record_filters;
 mod record_nftrace;

@@ -2,65 +2,12 @@
 //! for the same packets in the same namespace, and nft's own rule counters.
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use nft_tests::{
-    duckdb, kernel_lock, recording_dir, start_recorder, workspace_bin, Netns, TwoHosts,
+    duckdb, firewall_traffic, kernel_lock, parse_monitor, recording_dir, start_recorder,
+    workspace_bin, MonitorTrace, Netns, TraceRow, TwoHosts, FIREWALL as RULESET,
 };
-
-/// accept, drop (verdict map), reject, a jump to a regular chain, a counter
-/// on every rule that can carry one.
-const RULESET: &str = "
-table inet fw {
-  chain input {
-    type filter hook input priority 0; policy accept;
-    ip protocol icmp counter jump icmp_chain
-    tcp dport vmap { 9 : drop, 80 : accept }
-    udp dport 5353 counter reject
-  }
-  chain icmp_chain {
-    icmp type echo-request counter accept
-  }
-}
-";
-
-/// (trace id, table, chain, kind, rule handle, verdict or policy)
-type TraceRow = (u32, String, String, String, Option<u64>, String);
-
-/// Parses `nft -a monitor trace` lines for rules and policies.
-fn parse_monitor(text: &str) -> Vec<TraceRow> {
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        if words.len() < 7 || words[0] != "trace" || words[1] != "id" {
-            continue;
-        }
-        let id = u32::from_str_radix(words[2], 16).unwrap();
-        let (table, chain) = (words[4].to_string(), words[5].to_string());
-        match words[6] {
-            "rule" | "unknown" => {
-                let handle = line
-                    .split("# handle ")
-                    .nth(1)
-                    .or_else(|| line.split("rule handle ").nth(1))
-                    .and_then(|s| s.split_whitespace().next())
-                    .and_then(|h| h.parse().ok());
-                let verdict = line
-                    .rsplit("(verdict ")
-                    .next()
-                    .and_then(|s| s.split([' ', ')']).next())
-                    .unwrap()
-                    .to_string();
-                out.push((id, table, chain, "rule".into(), handle, verdict));
-            }
-            "policy" => out.push((id, table, chain, "policy".into(), None, words[7].into())),
-            _ => {}
-        }
-    }
-    out.sort();
-    out
-}
 
 #[test]
 fn nftrace_verdicts_equal_nft_monitor_trace_and_counters() {
@@ -69,19 +16,7 @@ fn nftrace_verdicts_equal_nft_monitor_trace_and_counters() {
     hosts.b.exec("nft", &[RULESET]).unwrap();
     let dir = recording_dir("nftrace");
 
-    let mut monitor = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &hosts.b.name,
-            "nft",
-            "-a",
-            "monitor",
-            "trace",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let monitor = MonitorTrace::start(&hosts.b.name);
     let mut recorder = start_recorder(
         &dir,
         &[
@@ -94,23 +29,9 @@ fn nftrace_verdicts_equal_nft_monitor_trace_and_counters() {
         ],
     );
 
-    let b = &hosts.b_ip;
-    hosts
-        .a
-        .exec("ping", &["-q", "-c", "3", "-i", "0.1", b])
-        .unwrap();
-    let _ = hosts.a.exec("nc", &["-z", "-w", "1", b, "9"]); // dropped
-    let _ = hosts.a.exec("nc", &["-z", "-w", "1", b, "80"]); // accepted, RST
-    let _ = hosts.a.exec("nc", &["-z", "-w", "1", b, "81"]); // no rule: policy
-    let udp = format!("echo x > /dev/udp/{b}/5353"); // rejected
-    let _ = hosts.a.exec("bash", &["-c", &udp]);
+    firewall_traffic(&hosts);
     assert!(recorder.wait().unwrap().success());
-    std::thread::sleep(Duration::from_millis(300));
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(monitor.id() as i32, libc::SIGTERM) };
-    let mut text = String::new();
-    std::io::Read::read_to_string(monitor.stdout.as_mut().unwrap(), &mut text).unwrap();
-    let _ = monitor.wait();
+    let text = monitor.stop();
 
     // Oracle 1: the same messages as nft monitor trace, in the user's table.
     let mut expected: Vec<TraceRow> = parse_monitor(&text)

@@ -237,7 +237,8 @@ impl<'a> Assembler<'a> {
                 o.packet = Some(packet_info(&r, row));
             }
             if let Some(kind) = r.nft_event.get(row) {
-                o.nft.push(nft_event(&r, row, kind, ts, &o.recording, self.lookups));
+                o.nft
+                    .push(nft_event(&r, row, kind, ts, &o.recording, self.lookups));
                 continue;
             }
             let probe = r.probe.get(row).cloned().unwrap_or_else(|| "".into());
@@ -366,15 +367,14 @@ fn nft_event(
     NftEvent {
         kind: kind.to_string(),
         hook: s(r.nft_hook.get(row)),
-        rule_seq: r.nft_rule_seq[row]
-            .map(|v| v as u32)
-            .or(rule.map(|r| r.0)),
+        rule_seq: r.nft_rule_seq[row].map(|v| v as u32).or(rule.map(|r| r.0)),
         rule_handle: handle,
         verdict: s(r.nft_verdict.get(row)),
         target: s(r.nft_target.get(row)),
         timestamp_ns: ts,
         rule_text: rule.and_then(|r| r.1.clone()),
         source: "ebpf",
+        nftrace_id: None,
         family: family.map(|s| s.to_string()),
         table: table.map(|s| s.to_string()),
         chain: chain.map(|s| s.to_string()),

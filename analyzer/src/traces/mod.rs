@@ -41,7 +41,7 @@ pub enum TracesError {
 /// Which traces to write.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
-    /// Final verdict (`drop` also matches packets freed with a drop reason).
+    /// Final nftables verdict (`accept`, `drop`, ...).
     pub verdict: Option<String>,
     /// Substring of the trace's flow, as printed in the table
     /// (`tcp 10.0.0.1:40000 > 10.0.0.2:80`).
@@ -55,8 +55,7 @@ pub struct Filter {
 impl Filter {
     pub fn matches(&self, t: &Trace) -> bool {
         if let Some(v) = &self.verdict {
-            let dropped = v == "drop" && t.end == "dropped";
-            if t.stats.final_verdict.as_deref() != Some(v.as_str()) && !dropped {
+            if t.stats.final_verdict.as_deref() != Some(v.as_str()) {
                 return false;
             }
         }
@@ -152,12 +151,23 @@ fn query(name: &str) -> &'static str {
         .sql
 }
 
-async fn collect(catalog: &Catalog, sql: &str, name: &'static str) -> Result<Vec<RecordBatch>, TracesError> {
+async fn collect(
+    catalog: &Catalog,
+    sql: &str,
+    name: &'static str,
+) -> Result<Vec<RecordBatch>, TracesError> {
     let err = |source| TracesError::Query {
         query: name,
         source,
     };
-    catalog.ctx.sql(sql).await.map_err(err)?.collect().await.map_err(err)
+    catalog
+        .ctx
+        .sql(sql)
+        .await
+        .map_err(err)?
+        .collect()
+        .await
+        .map_err(err)
 }
 
 /// Rule text and positions, chain hooks, loss windows, recording ends and
@@ -196,7 +206,10 @@ async fn load_lookups(catalog: &Catalog, params: &Params) -> Result<Lookups, Tra
             };
             lk.rules.insert(
                 (r.clone(), (f.clone(), t.clone(), c.clone(), h)),
-                (pos[i].unwrap_or(0) as u32, text.get(i).map(|s| s.to_string())),
+                (
+                    pos[i].unwrap_or(0) as u32,
+                    text.get(i).map(|s| s.to_string()),
+                ),
             );
         }
     }
@@ -217,9 +230,13 @@ async fn load_lookups(catalog: &Catalog, params: &Params) -> Result<Lookups, Tra
         let chain = strs(&b, columns::chains::CHAIN, &mut interner)?;
         let hook = strs(&b, columns::chains::HOOK, &mut interner)?;
         for i in 0..b.num_rows() {
-            if let (Some(r), Some(f), Some(t), Some(c), Some(h)) =
-                (rec.get(i), fam.get(i), tab.get(i), chain.get(i), hook.get(i))
-            {
+            if let (Some(r), Some(f), Some(t), Some(c), Some(h)) = (
+                rec.get(i),
+                fam.get(i),
+                tab.get(i),
+                chain.get(i),
+                hook.get(i),
+            ) {
                 lk.hooks
                     .insert((r.clone(), f.clone(), t.clone(), c.clone()), h.to_string());
             }
@@ -267,18 +284,19 @@ async fn load_lookups(catalog: &Catalog, params: &Params) -> Result<Lookups, Tra
         }
     }
     for rec in &catalog.recordings {
-        let end = rec
-            .end_ns()
-            .max(last.get(&rec.name).copied().unwrap_or(0));
+        let end = rec.end_ns().max(last.get(&rec.name).copied().unwrap_or(0));
         lk.end_ns.insert(interner.get(&rec.name), end);
     }
 
     // Messages that belong to a packet: all but the handle-less "rule
     // continue" the kernel sends when a chain runs out of rules.
     let sql = format!(
-        "SELECT count(*) AS n FROM {tbl} WHERE NOT ({t} = 'rule' AND {h} IS NULL)",
+        "SELECT count(*) AS n FROM {tbl} WHERE NOT ({t} = 'rule' AND {h} IS NULL) \
+         AND {table} <> '{own}'",
         t = nftrace::TYPE,
         h = nftrace::RULE_HANDLE,
+        table = q(nftrace::TABLE),
+        own = nft_schema::tables::RECORDER_NFT_TABLE,
         tbl = names::NFTRACE,
     );
     for b in collect(catalog, &sql, "nftrace count").await? {
@@ -310,21 +328,23 @@ async fn load_nftrace(
         let verdict = strs(&b, nftrace::VERDICT, interner)?;
         let target = strs(&b, nftrace::TARGET, interner)?;
         let policy = strs(&b, nftrace::POLICY, interner)?;
+        let trace_id = u64s(&b, nftrace::TRACE_ID)?;
         for i in 0..b.num_rows() {
             let (Some(r), Some(s), Some(ets)) = (rec.get(i), skb[i], event_ts[i]) else {
                 continue;
             };
             let (f, t, c) = (fam.get(i), tab.get(i), chain.get(i));
             let rule = match (f, t, c, handle[i]) {
-                (Some(f), Some(t), Some(c), Some(h)) => {
-                    lk.rules.get(&(r.clone(), (f.clone(), t.clone(), c.clone(), h)))
-                }
+                (Some(f), Some(t), Some(c), Some(h)) => lk
+                    .rules
+                    .get(&(r.clone(), (f.clone(), t.clone(), c.clone(), h))),
                 _ => None,
             };
             let hook = match (f, t, c) {
-                (Some(f), Some(t), Some(c)) => {
-                    lk.hooks.get(&(r.clone(), f.clone(), t.clone(), c.clone())).cloned()
-                }
+                (Some(f), Some(t), Some(c)) => lk
+                    .hooks
+                    .get(&(r.clone(), f.clone(), t.clone(), c.clone()))
+                    .cloned(),
                 _ => None,
             };
             let kind = match kind.get(i).map(|k| &**k) {
@@ -347,6 +367,7 @@ async fn load_nftrace(
                 timestamp_ns: ts[i].unwrap_or(0),
                 rule_text: rule.and_then(|r| r.1.clone()),
                 source: "nftrace",
+                nftrace_id: trace_id[i].map(|v| v as u32),
             };
             lk.nftrace
                 .entry((r.clone(), s))

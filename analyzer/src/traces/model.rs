@@ -62,6 +62,9 @@ pub struct NftEvent {
     pub rule_text: Option<String>,
     /// `ebpf` or `nftrace`.
     pub source: &'static str,
+    /// The kernel's nftrace id (what `nft monitor trace` prints as `trace
+    /// id`), for nftrace events.
+    pub nftrace_id: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Default)]

@@ -138,7 +138,9 @@ impl<W: Write> Sink for TableSink<W> {
                 "{}/{}{} {}{}",
                 last.table.as_deref().unwrap_or("?"),
                 last.chain.as_deref().unwrap_or("?"),
-                last.rule_handle.map(|h| format!("#{h}")).unwrap_or_default(),
+                last.rule_handle
+                    .map(|h| format!("#{h}"))
+                    .unwrap_or_default(),
                 last.verdict.as_deref().unwrap_or(""),
                 last.rule_text
                     .as_deref()
@@ -185,7 +187,11 @@ pub fn summary_line(s: &Summary) -> String {
         s.incomplete_due_to_loss,
         s.nftrace_attached,
         s.nftrace_unmatched,
-        if s.partial { "; PARTIAL: see warnings" } else { "" }
+        if s.partial {
+            "; PARTIAL: see warnings"
+        } else {
+            ""
+        }
     )
 }
 

@@ -231,7 +231,14 @@ pub fn sql(dirs: &[&Path], query: &str) -> Vec<RecordBatch> {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let catalog = Catalog::open(&dirs, &Settings::default()).await.unwrap();
-        catalog.ctx.sql(query).await.unwrap().collect().await.unwrap()
+        catalog
+            .ctx
+            .sql(query)
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap()
     })
 }
 

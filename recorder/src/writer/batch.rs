@@ -10,8 +10,8 @@ use std::net::Ipv6Addr;
 use std::sync::Arc;
 
 use arrow::array::{
-    new_null_array, ArrayRef, DictionaryArray, Int32Array, PrimitiveArray, StringArray, UInt16Array, UInt64Array,
-    UInt8Array,
+    new_null_array, ArrayRef, DictionaryArray, Int32Array, PrimitiveArray, StringArray,
+    UInt16Array, UInt64Array, UInt8Array,
 };
 use arrow::datatypes::{ArrowPrimitiveType, Int32Type};
 use arrow::error::ArrowError;

@@ -13,7 +13,7 @@ use crate::record::filter::FilterArgs;
 
 /// Name of the recorder's table (family `inet`). One recorder per network
 /// namespace: a second one would remove the first one's table.
-pub const TABLE: &str = "nft_tracer";
+pub const TABLE: &str = nft_schema::tables::RECORDER_NFT_TABLE;
 
 /// Lowest possible chain priority (NF_IP_PRI_FIRST).
 const FIRST: i64 = i32::MIN as i64;
