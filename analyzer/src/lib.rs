@@ -13,4 +13,5 @@ pub mod queries;
 pub mod recording;
 pub mod rulesets;
 pub mod stats;
+pub mod synth;
 pub mod traces;

@@ -413,3 +413,36 @@ fn shipped_queries_equal_duckdb_on_a_hand_built_recording() {
     assert!(text.contains("trace_events: 16 rows equal"), "{text}");
     assert!(text.contains("rule_verdicts: 3 rows equal"), "{text}");
 }
+
+/// At scale, on the benchmark's synthetic mix (interleaved packets, reused
+/// addresses, duplicates): one trace per generated packet, every generated
+/// duplicate removed, every drop found.
+#[test]
+fn synthetic_recording_gives_one_trace_per_packet() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("synth");
+    let spec = nft_analyzer::synth::Spec {
+        events: 200_000,
+        skb_pool: 300,
+        concurrency: 64,
+        segment_rows: 50_000,
+        seed: 7,
+    };
+    let g = nft_analyzer::synth::generate(&dir, &spec).unwrap();
+    let (traces, summary) = run_traces(&[&dir], Params::default());
+    assert_eq!(summary.traces, g.packets);
+    assert_eq!(summary.duplicates_removed, g.duplicates);
+    assert_eq!(summary.events, g.events);
+    let dropped = traces.iter().filter(|t| t.end == "dropped").count() as u64;
+    assert_eq!(dropped, g.drops);
+    assert!(traces
+        .iter()
+        .all(|t| t.end == "dropped" || t.end == "consumed"));
+    let reused = {
+        let mut skbs: Vec<&str> = traces.iter().map(|t| t.skb_addr.as_str()).collect();
+        skbs.sort();
+        skbs.dedup();
+        skbs.len()
+    };
+    assert!(reused <= 300 && (g.packets as usize) > 5 * reused);
+}

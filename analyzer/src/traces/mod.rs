@@ -116,7 +116,8 @@ pub async fn run(
     let mut emit = |t: Trace| {
         summary.traces += 1;
         summary.duplicates_removed += t.duplicates_removed;
-        summary.events += (t.functions_path.len() + t.duplicates_removed as usize) as u64;
+        let nft_rows = t.nft_events.iter().filter(|e| e.source == "ebpf").count();
+        summary.events += (t.functions_path.len() + nft_rows) as u64 + t.duplicates_removed;
         if t.end == "in_flight" {
             summary.in_flight += 1;
         }
