@@ -57,13 +57,17 @@ starts AS (
     FROM marked
 ),
 sessions AS (
+    -- Both running over the same window as above (one sort, streaming):
+    -- the trace number, and its first time (the latest trace start so far).
     SELECT *,
            SUM(starts_trace) OVER (PARTITION BY recording, skb ORDER BY ts_ns
-                                   ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS trace_seq
+                                   ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS trace_seq,
+           MAX(CASE WHEN starts_trace = 1 THEN ts_ns END) OVER (
+               PARTITION BY recording, skb ORDER BY ts_ns
+               ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS trace_first_ns
     FROM starts
 )
-SELECT recording, skb, trace_seq,
-       MIN(ts_ns) OVER (PARTITION BY recording, skb, trace_seq) AS trace_first_ns,
+SELECT recording, skb, trace_seq, trace_first_ns,
        ts_ns, probe, kind, cpu, netns, ifindex, mark, len, protocol,
        ip_version, saddr, daddr, l4_proto, sport, dport, tcp_flags,
        icmp_type, icmp_code, ip_id, drop_reason, location_sym,

@@ -199,23 +199,11 @@ pub fn start_recorder(dir: &std::path::Path, args: &[&str]) -> std::process::Chi
     child
 }
 
-/// accept, drop (verdict map), reject, a jump to a regular chain, a counter
-/// on every rule that can carry one.
-pub const FIREWALL: &str = "
-table inet fw {
-  chain input {
-    type filter hook input priority 0; policy accept;
-    ip protocol icmp counter jump icmp_chain
-    tcp dport vmap { 9 : drop, 80 : accept }
-    udp dport 5353 counter reject
-  }
-  chain icmp_chain {
-    icmp type echo-request counter accept
-  }
-}
-";
+/// The scenario's ruleset (also the demo's): accept, drop (verdict map),
+/// reject, a jump to a regular chain, a counter on every rule that can carry
+/// one.
+pub const FIREWALL: &str = include_str!("../scripts/firewall.nft");
 
-/// (trace id, table, chain, kind, rule handle, verdict or policy)
 pub type TraceRow = (u32, String, String, String, Option<u64>, String);
 
 /// Parses `nft -a monitor trace` lines for rules and policies.
@@ -292,4 +280,22 @@ pub fn firewall_traffic(hosts: &TwoHosts) {
     let _ = hosts.a.exec("nc", &["-z", "-w", "1", b, "81"]);
     let udp = format!("echo x > /dev/udp/{b}/5353");
     let _ = hosts.a.exec("bash", &["-c", &udp]);
+}
+
+/// Records the firewall scenario: [`FIREWALL`] in b, `nft monitor trace`
+/// in b, `nft-recorder record --host a --duration 5` limited to `netns`,
+/// [`firewall_traffic`]. Returns the recording and what the monitor printed.
+pub fn record_firewall(hosts: &TwoHosts, tag: &str, netns: &[&str]) -> (PathBuf, String) {
+    hosts.b.exec("nft", &[FIREWALL]).unwrap();
+    let dir = recording_dir(tag);
+    let monitor = MonitorTrace::start(&hosts.b.name);
+    let mut args: Vec<&str> = Vec::new();
+    for n in netns {
+        args.extend(["--netns", n]);
+    }
+    args.extend(["--host", &hosts.a_ip, "--duration", "5"]);
+    let mut recorder = start_recorder(&dir, &args);
+    firewall_traffic(hosts);
+    assert!(recorder.wait().unwrap().success());
+    (dir, monitor.stop())
 }

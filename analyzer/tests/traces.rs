@@ -169,14 +169,12 @@ fn nft(
     e
 }
 
-#[test]
-fn duplicate_verdicts_within_the_window_are_removed_and_counted() {
-    let e = 0xe000u64;
-    let t = START_NS + S;
-    let mut f = Fixture::new("dedup");
+/// One packet (skb `e`, from `t`) through a chain whose first rule's
+/// verdict is repeated twice within 5 µs and once after it.
+fn dedup_packet(e: u64, t: u64) -> Vec<serde_json::Value> {
     let mut free = tcp(t + 30_000, e, "skb:kfree_skb", 9);
     free["drop_reason"] = json!("NETFILTER_DROP");
-    f.ruleset(RULESET_JSON, RULESET_TEXT).events(&[
+    vec![
         tcp(t, e, "net:netif_receive_skb", 9),
         nft(t + 500, e, "chain_entry", None, None),
         nft(t + 1_000, e, "rule_eval", Some(2), Some("continue")),
@@ -186,7 +184,14 @@ fn duplicate_verdicts_within_the_window_are_removed_and_counted() {
         nft(t + 21_000, e, "rule_eval", Some(3), Some("drop")),
         nft(t + 22_000, e, "chain_exit", None, Some("drop")),
         free,
-    ]);
+    ]
+}
+
+#[test]
+fn duplicate_verdicts_within_the_window_are_removed_and_counted() {
+    let mut f = Fixture::new("dedup");
+    f.ruleset(RULESET_JSON, RULESET_TEXT)
+        .events(&dedup_packet(0xe000, START_NS + S));
     let dir = f.finish();
     let (traces, summary) = run_traces(&[&dir], Params::default());
     assert_eq!(traces.len(), 1);
@@ -372,18 +377,9 @@ fn several_recordings_are_queried_together() {
 #[test]
 fn shipped_queries_equal_duckdb_on_a_hand_built_recording() {
     let mut f = sessions_fixture();
-    let e = 0xe000u64;
-    let t = START_NS + S;
-    let mut free = tcp(t + 30_000, e, "skb:kfree_skb", 9);
-    free["drop_reason"] = json!("NETFILTER_DROP");
+    let (e, t) = (0xe000u64, START_NS + S);
     f.ruleset(RULESET_JSON, RULESET_TEXT)
-        .events(&[
-            tcp(t, e, "net:netif_receive_skb", 9),
-            nft(t + 1_000, e, "rule_eval", Some(2), Some("continue")),
-            nft(t + 3_000, e, "rule_eval", Some(2), Some("continue")),
-            nft(t + 21_000, e, "rule_eval", Some(3), Some("drop")),
-            free,
-        ])
+        .events(&dedup_packet(e, t))
         .nftrace(&[
             json!({"ts_ns": t + 100_000, "netns": 4026531840u64, "trace_id": 5,
                           "type": "rule", "family": "inet", "table": "fw", "chain": "input",
@@ -410,8 +406,8 @@ fn shipped_queries_equal_duckdb_on_a_hand_built_recording() {
         "{text}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(text.contains("trace_events: 16 rows equal"), "{text}");
-    assert!(text.contains("rule_verdicts: 3 rows equal"), "{text}");
+    assert!(text.contains("trace_events: 20 rows equal"), "{text}");
+    assert!(text.contains("rule_verdicts: 4 rows equal"), "{text}");
 }
 
 /// At scale, on the benchmark's synthetic mix (interleaved packets, reused

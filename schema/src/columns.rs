@@ -181,12 +181,8 @@ pub mod chains {
 /// `rules` table (analyzer): every rule of the ruleset snapshots, with its
 /// text as nft prints it.
 pub mod rules {
-    pub const NETNS: &str = "netns";
-    pub const SNAPSHOT: &str = "snapshot";
-    pub const FAMILY: &str = "family";
-    pub const TABLE: &str = "table";
-    pub const CHAIN: &str = "chain";
-    pub const HANDLE: &str = "handle";
+    /// Where the rule is: the same columns as [`super::chains`].
+    pub use super::chains::{CHAIN, FAMILY, HANDLE, NETNS, SNAPSHOT, TABLE};
     /// Position in the chain, from 1.
     pub const POSITION: &str = "position";
     /// Rule text (`tcp dport 9 counter drop`), without counter values.

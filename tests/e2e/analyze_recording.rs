@@ -5,10 +5,7 @@
 
 use std::process::Command;
 
-use nft_tests::{
-    firewall_traffic, kernel_lock, parse_monitor, recording_dir, start_recorder, workspace_bin,
-    MonitorTrace, TraceRow, TwoHosts, FIREWALL,
-};
+use nft_tests::{kernel_lock, parse_monitor, record_firewall, workspace_bin, TraceRow, TwoHosts};
 use serde_json::Value;
 
 fn analyzer(args: &[&str]) -> String {
@@ -28,27 +25,9 @@ fn analyzer(args: &[&str]) -> String {
 fn traces_of_a_real_recording_match_nft_monitor_trace_and_duckdb() {
     let _kernel = kernel_lock();
     let hosts = TwoHosts::new(207).unwrap();
-    hosts.b.exec("nft", &[FIREWALL]).unwrap();
-    let dir = recording_dir("analyze");
-    let monitor = MonitorTrace::start(&hosts.b.name);
     // Both namespaces: packets b sends are freed in a, and a trace ends
     // where its skb is freed.
-    let mut recorder = start_recorder(
-        &dir,
-        &[
-            "--netns",
-            &hosts.a.name,
-            "--netns",
-            &hosts.b.name,
-            "--host",
-            &hosts.a_ip,
-            "--duration",
-            "5",
-        ],
-    );
-    firewall_traffic(&hosts);
-    assert!(recorder.wait().unwrap().success());
-    let monitor = monitor.stop();
+    let (dir, monitor) = record_firewall(&hosts, "analyze", &[&hosts.a.name, &hosts.b.name]);
     let rec = dir.to_str().unwrap();
 
     let doc: Value = serde_json::from_str(&analyzer(&["traces", rec, "--format", "json"])).unwrap();

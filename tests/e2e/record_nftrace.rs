@@ -5,33 +5,15 @@ use std::collections::BTreeMap;
 use std::process::Command;
 
 use nft_tests::{
-    duckdb, firewall_traffic, kernel_lock, parse_monitor, recording_dir, start_recorder,
-    workspace_bin, MonitorTrace, Netns, TraceRow, TwoHosts, FIREWALL as RULESET,
+    duckdb, kernel_lock, parse_monitor, record_firewall, recording_dir, workspace_bin, Netns,
+    TraceRow, TwoHosts,
 };
 
 #[test]
 fn nftrace_verdicts_equal_nft_monitor_trace_and_counters() {
     let _kernel = kernel_lock();
     let hosts = TwoHosts::new(206).unwrap();
-    hosts.b.exec("nft", &[RULESET]).unwrap();
-    let dir = recording_dir("nftrace");
-
-    let monitor = MonitorTrace::start(&hosts.b.name);
-    let mut recorder = start_recorder(
-        &dir,
-        &[
-            "--netns",
-            &hosts.b.name,
-            "--host",
-            &hosts.a_ip,
-            "--duration",
-            "5",
-        ],
-    );
-
-    firewall_traffic(&hosts);
-    assert!(recorder.wait().unwrap().success());
-    let text = monitor.stop();
+    let (dir, text) = record_firewall(&hosts, "nftrace", &[&hosts.b.name]);
 
     // Oracle 1: the same messages as nft monitor trace, in the user's table.
     let mut expected: Vec<TraceRow> = parse_monitor(&text)
