@@ -1,14 +1,15 @@
--- Which per-packet trace does each event belong to? Every skb event with its
--- trace key (recording, skb, trace_seq) and the trace's first time, ordered
--- by trace start, then time within the trace. A trace is
--- one skb address from its first event until the skb is freed (the free
--- path: skb:kfree_skb, skb:consume_skb and the release functions) or until
--- it is idle for more than $timeout_ns; the next event on a reused address
--- starts a new trace. A changed IPv4 id between two events with the same
--- addresses and protocol also starts one: the address was reused after a
--- free the recording did not see (e.g. in a namespace outside --netns);
--- NAT and encapsulation change addresses or protocol, never only the id. Rule verdicts repeated on the same skb (same chain,
--- rule and verdict) within $dedup_ns of the previous one are marked is_dup.
+-- Which per-packet trace does each event belong to? Every skb event with
+-- its trace key (recording, skb, trace_seq) and the trace's first time,
+-- ordered by trace start, then time within the trace. A trace is one skb
+-- address from its first event until the skb is freed (the free path:
+-- skb:kfree_skb, skb:consume_skb and the release functions) or until it is
+-- idle for more than $timeout_ns; the next event on a reused address starts
+-- a new trace. A changed IPv4 id between two events with the same L4
+-- protocol and ports also starts one: the address was reused after a free
+-- the recording did not see (e.g. in a namespace outside --netns). NAT
+-- keeps the id; encapsulation changes the protocol or the ports. Rule
+-- verdicts repeated on the same skb (same chain, rule and verdict) within
+-- $dedup_ns of the previous one are marked is_dup.
 WITH ev AS (
     SELECT *,
            (probe IN ('skb:kfree_skb', 'skb:consume_skb')
@@ -43,8 +44,8 @@ marked AS (
            LAG(is_free) OVER (PARTITION BY recording, skb ORDER BY ts_ns) AS prev_free,
            LAG(ip_id) OVER (PARTITION BY recording, skb ORDER BY ts_ns) AS prev_ip_id,
            LAG(l4_proto) OVER (PARTITION BY recording, skb ORDER BY ts_ns) AS prev_l4_proto,
-           LAG(saddr) OVER (PARTITION BY recording, skb ORDER BY ts_ns) AS prev_saddr,
-           LAG(daddr) OVER (PARTITION BY recording, skb ORDER BY ts_ns) AS prev_daddr
+           LAG(coalesce(CAST(sport AS INT), -1)) OVER (PARTITION BY recording, skb ORDER BY ts_ns) AS prev_sport,
+           LAG(coalesce(CAST(dport AS INT), -1)) OVER (PARTITION BY recording, skb ORDER BY ts_ns) AS prev_dport
     FROM deduped
 ),
 starts AS (
@@ -53,7 +54,8 @@ starts AS (
                   OR ts_ns - prev_ts > $timeout_ns
                   OR (prev_free AND NOT is_free)
                   OR (ip_id <> prev_ip_id AND l4_proto = prev_l4_proto
-                      AND saddr = prev_saddr AND daddr = prev_daddr) THEN 1 ELSE 0 END AS starts_trace
+                      AND coalesce(CAST(sport AS INT), -1) = prev_sport
+                      AND coalesce(CAST(dport AS INT), -1) = prev_dport) THEN 1 ELSE 0 END AS starts_trace
     FROM marked
 ),
 sessions AS (
