@@ -8,8 +8,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use nft_analyzer::catalog::{Catalog, Settings};
-use nft_analyzer::output::{write_batches, Format};
+use nft_analyzer::output::Format;
 use nft_analyzer::queries::{self, Params};
+use nft_analyzer::shell;
 use nft_analyzer::traces::{self, sinks, Filter};
 
 #[derive(Parser, Debug)]
@@ -104,11 +105,14 @@ pub enum Command {
     },
     /// Run SQL over recordings' tables (events, nftrace, probes, functions,
     /// drop_reasons, losses, interfaces, chains, rules, verdicts,
-    /// recordings), or a named query from the library.
+    /// recordings), or a named query from the library. Without SQL,
+    /// statements are read from stdin (an interactive shell on a terminal).
     #[command(after_help = "Examples:\n  \
         nft-analyzer sql rec/ \"SELECT probe, count(*) FROM events GROUP BY probe\"\n  \
         nft-analyzer sql rec/ --query drops --format csv\n  \
-        nft-analyzer sql before/ after/ \"SELECT recording, count(*) FROM events GROUP BY 1\"")]
+        nft-analyzer sql before/ after/ \"SELECT recording, count(*) FROM events GROUP BY 1\"\n  \
+        nft-analyzer sql rec/                  (interactive shell)\n  \
+        echo 'SELECT count(*) FROM events;' | nft-analyzer sql rec/")]
     Sql {
         /// Recording directories, then the SQL (omit it with --query).
         #[arg(required = true)]
@@ -196,22 +200,33 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
                     let q = queries::find(name).with_context(|| {
                         format!("no query named {name:?}; `nft-analyzer queries` lists them")
                     })?;
-                    params.bind(q.sql)
+                    Some(params.bind(q.sql))
                 }
-                (None, Some(sql)) => params.bind(&sql),
+                (None, Some(sql)) => Some(params.bind(&sql)),
                 (Some(_), Some(_)) => anyhow::bail!("give either SQL or --query, not both"),
-                (None, None) => {
-                    anyhow::bail!("no SQL given: add it after the recordings, or use --query NAME")
-                }
+                (None, None) => None,
             };
             let catalog = open(&dirs, &tuning).await?;
             for w in catalog.warnings() {
                 eprintln!("warning: {w}");
             }
-            let df = catalog.ctx.sql(&sql).await.context("planning the SQL")?;
-            let schema = df.schema().as_arrow().clone();
-            let batches = df.collect().await.context("running the SQL")?;
-            write_batches(&mut stdout.lock(), &schema, &batches, format)?;
+            match sql {
+                Some(sql) => shell::execute(&catalog, &sql, format, &mut stdout.lock()).await?,
+                None => {
+                    use std::io::IsTerminal;
+                    let stdin = std::io::stdin();
+                    let interactive = stdin.is_terminal();
+                    shell::run(
+                        &catalog,
+                        &params,
+                        format,
+                        &mut stdin.lock(),
+                        interactive,
+                        &mut stdout.lock(),
+                    )
+                    .await?;
+                }
+            }
         }
         Command::Traces {
             recordings,
@@ -254,7 +269,15 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
                 TraceFormat::Table => Box::new(sinks::TableSink::new(out)),
                 TraceFormat::Parquet => Box::new(sinks::ParquetSink::new(out)?),
             };
-            let summary = traces::run(&catalog, &tuning.params(), &filter, sink.as_mut()).await?;
+            let progress = progress_bar();
+            let summary = traces::run(
+                &catalog,
+                &tuning.params(),
+                &filter,
+                sink.as_mut(),
+                &progress,
+            )
+            .await?;
             sink.finish(&summary)?;
             if format != TraceFormat::Table {
                 for w in &summary.warnings {
@@ -272,6 +295,20 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A bar on stderr when it is a terminal (indicatif draws nothing
+/// otherwise).
+fn progress_bar() -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(0);
+    let style = indicatif::ProgressStyle::with_template(
+        "{spinner} {msg} [{bar:30}] {human_pos}/{human_len} events ({per_sec}, {elapsed})",
+    )
+    .expect("a valid template")
+    .progress_chars("=> ");
+    bar.set_style(style);
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    bar
 }
 
 /// `sql REC [REC...] [SQL]`: the last argument is the SQL unless it is a

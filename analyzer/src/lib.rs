@@ -12,6 +12,7 @@ pub mod output;
 pub mod queries;
 pub mod recording;
 pub mod rulesets;
+pub mod shell;
 pub mod stats;
 pub mod synth;
 pub mod traces;

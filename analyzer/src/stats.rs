@@ -121,7 +121,14 @@ pub async fn run(catalog: &Catalog, params: &Params, out: &mut dyn Write) -> any
         write_batches(out, &schema, &batches, Format::Table)?;
     }
     let mut tally = Tally::default();
-    let summary = traces::run(catalog, params, &Filter::default(), &mut tally).await?;
+    let summary = traces::run(
+        catalog,
+        params,
+        &Filter::default(),
+        &mut tally,
+        &indicatif::ProgressBar::hidden(),
+    )
+    .await?;
     writeln!(out, "\n== traces")?;
     writeln!(out, "{}", summary_line(&summary))?;
     let ends: Vec<String> = tally

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use datafusion::error::DataFusionError;
 use futures::StreamExt;
+use indicatif::ProgressBar;
 use nft_schema::columns::{self, losses, nftrace, rules, RECORDING};
 use nft_schema::tables::names;
 
@@ -75,12 +76,17 @@ impl Filter {
 
 /// Runs the trace queries and hands every trace that passes `filter` to
 /// `sink`, then returns the summary.
+/// `progress` counts events (length: the recordings' event totals); it
+/// stays hidden unless the caller made it visible.
 pub async fn run(
     catalog: &Catalog,
     params: &Params,
     filter: &Filter,
     sink: &mut dyn sinks::Sink,
+    progress: &ProgressBar,
 ) -> Result<Summary, TracesError> {
+    progress.set_length(catalog.recordings.iter().map(|r| r.manifest.events).sum());
+    progress.set_message("sorting events by skb and time");
     let lookups = load_lookups(catalog, params).await?;
     let mut summary = Summary {
         nftrace_attached: lookups.nftrace.values().map(|v| v.len() as u64).sum(),
@@ -137,9 +143,12 @@ pub async fn run(
             query: "trace_events",
             source,
         })?;
+        progress.set_message("building traces");
+        progress.inc(batch.num_rows() as u64);
         assembler.push_batch(&batch, &mut emit)?;
     }
     assembler.finish_all(&mut emit);
+    progress.finish_and_clear();
     if let Some(e) = io_error {
         return Err(e.into());
     }

@@ -219,7 +219,8 @@ pub fn run_traces(dirs: &[&Path], params: Params) -> (Vec<Trace>, Summary) {
     rt.block_on(async {
         let catalog = Catalog::open(&dirs, &Settings::default()).await.unwrap();
         let mut sink = Collect::default();
-        let summary = traces::run(&catalog, &params, &Filter::default(), &mut sink)
+        let hidden = indicatif::ProgressBar::hidden();
+        let summary = traces::run(&catalog, &params, &Filter::default(), &mut sink, &hidden)
             .await
             .unwrap();
         (sink.0, summary)
