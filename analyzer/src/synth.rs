@@ -166,6 +166,10 @@ impl Rng {
     }
 }
 
+/// An nft event: (event: 0 chain entry / 1 rule eval, chain, rule handle,
+/// verdict), as indices into the name lists above.
+type NftCols = (u32, u32, u64, u32);
+
 /// One event row, before it becomes columns.
 #[derive(Clone, Default)]
 struct Row {
@@ -182,7 +186,7 @@ struct Row {
     dport: u16,
     ip_id: u16,
     drop: Option<u32>,
-    nft: Option<(u32, u32, u64, u32)>, // event, chain, handle, verdict
+    nft: Option<NftCols>,
 }
 
 /// Writes a synthetic recording into `dir` (created).
@@ -270,7 +274,7 @@ fn packet(rng: &mut Rng, skb: u64, g: &mut Generated) -> Vec<Row> {
         len: 60 + rng.below(1400) as u32,
         saddr: 0x0a00_0000 | (flow & 0xff),
         daddr: 0x0a01_0000 | (flow >> 8),
-        l4: if flow % 5 == 0 { 17 } else { 6 },
+        l4: if flow.is_multiple_of(5) { 17 } else { 6 },
         sport: 1024 + (flow as u16 % 60000),
         dport: [80, 443, 22, 53, 8080][(flow % 5) as usize],
         ip_id: rng.below(65536) as u16,
@@ -366,7 +370,7 @@ fn write_segment(dir: &Path, n: usize, rows: &[Row], probes: &[&str]) -> std::io
     let saddr: Vec<Option<i32>> = rows.iter().map(|r| Some(key_of(r.saddr))).collect();
     let daddr: Vec<Option<i32>> = rows.iter().map(|r| Some(key_of(r.daddr))).collect();
     let addr_values: Vec<&str> = addrs.iter().map(String::as_str).collect();
-    let nft = |f: &dyn Fn(&(u32, u32, u64, u32)) -> i32| -> Vec<Option<i32>> {
+    let nft = |f: &dyn Fn(&NftCols) -> i32| -> Vec<Option<i32>> {
         rows.iter().map(|r| r.nft.as_ref().map(f)).collect()
     };
     let is_l4 = |r: &Row| matches!(r.l4, 6 | 17);

@@ -21,6 +21,10 @@ pub const IS_DUP: &str = "is_dup";
 
 /// Rule identity within a recording: (family, table, chain, handle).
 pub type RuleKey = (Arc<str>, Arc<str>, Arc<str>, u64);
+/// Chain identity: (recording, family, table, chain).
+pub type ChainKey = (Arc<str>, Arc<str>, Arc<str>, Arc<str>);
+/// An nftrace message matched to an event, with that event's time.
+pub type Matched = (u64, NftEvent);
 
 /// What the trace rows do not carry, loaded before the pass.
 #[derive(Default)]
@@ -28,14 +32,14 @@ pub struct Lookups {
     /// (recording, rule) -> (position, text), from the start snapshot.
     pub rules: HashMap<(Arc<str>, RuleKey), (u32, Option<String>)>,
     /// (recording, family, table, chain) -> hook of the base chain.
-    pub hooks: HashMap<(Arc<str>, Arc<str>, Arc<str>, Arc<str>), String>,
+    pub hooks: HashMap<ChainKey, String>,
     /// Per recording: disjoint loss windows, sorted.
     pub losses: HashMap<Arc<str>, Vec<(u64, u64)>>,
     /// Per recording: when it ended (kernel monotonic ns).
     pub end_ns: HashMap<Arc<str>, u64>,
     /// nftrace messages matched to an skb, per (recording, skb), in time
     /// order, each with the time of the event it matched.
-    pub nftrace: HashMap<(Arc<str>, u64), Vec<(u64, NftEvent)>>,
+    pub nftrace: HashMap<(Arc<str>, u64), Vec<Matched>>,
     /// nftrace messages that belong to a packet (matched or not).
     pub nftrace_eligible: u64,
     pub timeout_ns: u64,
@@ -279,8 +283,7 @@ impl<'a> Assembler<'a> {
             .iter()
             .filter(|e| e.kind != "chain_entry")
             .filter_map(|e| e.verdict.as_deref())
-            .filter(|v| matches!(*v, "accept" | "drop" | "queue" | "stolen" | "reject"))
-            .last()
+            .rfind(|v| matches!(*v, "accept" | "drop" | "queue" | "stolen" | "reject"))
             .map(str::to_owned);
         let end_ns = lk.end_ns.get(&o.recording).copied().unwrap_or(0);
         let end = if o.drop_reason.is_some() {

@@ -286,9 +286,8 @@ async fn load_lookups(catalog: &Catalog, params: &Params) -> Result<Lookups, Tra
     let mut last: HashMap<String, u64> = HashMap::new();
     for b in collect(catalog, &sql, "recording ends").await? {
         let rec = strs(&b, RECORDING, &mut interner)?;
-        let ts = u64s(&b, "last_ns")?;
-        for i in 0..b.num_rows() {
-            if let (Some(r), Some(t)) = (rec.get(i), ts[i]) {
+        for (i, ts) in u64s(&b, "last_ns")?.into_iter().enumerate() {
+            if let (Some(r), Some(t)) = (rec.get(i), ts) {
                 last.insert(r.to_string(), t);
             }
         }
