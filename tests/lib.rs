@@ -267,16 +267,36 @@ impl MonitorTrace {
 }
 
 /// Traffic from a to b that meets every rule of [`FIREWALL`]: 3 pings
-/// (jump, accept), TCP to port 9 (vmap drop), TCP to port 80 (vmap accept,
-/// RST), TCP to port 81 (no rule: policy), UDP to 5353 (reject).
+/// (jump, accept), TCP to port 9 (vmap drop), TCP to port 80 (vmap accept)
+/// where a listener accepts the connection, TCP to port 81 (no rule: policy,
+/// RST), UDP to 5353 (reject).
 pub fn firewall_traffic(hosts: &TwoHosts) {
     let b = &hosts.b_ip;
+    // An open port: accepts one connection, then exits.
+    let mut listener = Command::new("ip")
+        .args(["netns", "exec", &hosts.b.name, "python3", "-c"])
+        .arg(
+            "import socket; s = socket.socket(); \
+             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); \
+             s.bind(('0.0.0.0', 80)); s.listen(1); s.settimeout(10); \
+             print('listening', flush=True); c, _ = s.accept(); c.recv(1); c.close()",
+        )
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn the listener");
+    let mut ready = [0u8; 9];
+    std::io::Read::read_exact(listener.stdout.as_mut().unwrap(), &mut ready).unwrap();
     hosts
         .a
         .exec("ping", &["-q", "-c", "3", "-i", "0.1", b])
         .unwrap();
     let _ = hosts.a.exec("nc", &["-z", "-w", "1", b, "9"]);
-    let _ = hosts.a.exec("nc", &["-z", "-w", "1", b, "80"]);
+    let connected = hosts.a.exec("nc", &["-z", "-w", "2", b, "80"]);
+    assert!(connected.is_ok(), "TCP to the open port: {connected:?}");
+    assert!(
+        listener.wait().unwrap().success(),
+        "the listener saw no connection"
+    );
     let _ = hosts.a.exec("nc", &["-z", "-w", "1", b, "81"]);
     let udp = format!("echo x > /dev/udp/{b}/5353");
     let _ = hosts.a.exec("bash", &["-c", &udp]);

@@ -113,6 +113,21 @@ fn traces_of_a_real_recording_match_nft_monitor_trace_and_duckdb() {
         let rule = t["nft_events"][0]["rule_text"].as_str().unwrap();
         assert!(rule.contains("vmap"), "{t:#}");
     }
+    // TCP to the open port 80: accepted by the verdict map and taken by the
+    // listening socket, never dropped.
+    let port80: Vec<&Value> = traces
+        .iter()
+        .filter(|t| flow(t) == ("tcp".into(), Some(80)))
+        .filter(received)
+        .collect();
+    assert!(
+        port80.len() >= 2,
+        "SYN and the handshake's ACK: {port80:#?}"
+    );
+    for t in &port80 {
+        assert_eq!(t["stats"]["final_verdict"], "accept", "{t:#}");
+        assert_eq!(t["drop_reason"], Value::Null, "{t:#}");
+    }
     // UDP to 5353 is rejected: a drop verdict and a drop reason.
     let udp: Vec<&Value> = traces
         .iter()

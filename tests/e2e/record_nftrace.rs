@@ -89,19 +89,33 @@ fn nftrace_verdicts_equal_nft_monitor_trace_and_counters() {
         assert_eq!(ours, packets, "rule handle {handle}");
     }
 
-    // The temporary table is gone, and both ruleset snapshots are saved.
+    // The temporary table is gone, and the ruleset snapshots (JSON and
+    // text, at start and stop) are saved.
     let tables = hosts.b.exec("nft", &["list", "tables"]).unwrap();
     assert!(!String::from_utf8_lossy(&tables.stdout).contains("nft_tracer"));
     let m: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("recording.json")).unwrap()).unwrap();
-    for snap in m["rulesets"].as_array().unwrap() {
-        let json: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(dir.join(snap.as_str().unwrap())).unwrap())
-                .unwrap();
-        assert!(
-            json["nftables"].to_string().contains("icmp_chain"),
-            "{snap}"
-        );
+    let snaps = m["rulesets"].as_array().unwrap();
+    assert_eq!(snaps.len(), 4, "{snaps:?}");
+    for snap in snaps {
+        let snap = snap.as_str().unwrap();
+        let text = std::fs::read_to_string(dir.join(snap)).unwrap();
+        if snap.ends_with(".json") {
+            let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+            assert!(
+                json["nftables"].to_string().contains("icmp_chain"),
+                "{snap}"
+            );
+        } else {
+            assert!(
+                text.contains("icmp type echo-request counter accept # handle"),
+                "{snap}: {text}"
+            );
+            assert!(
+                !text.contains("packets"),
+                "{snap}: stateless text has no counter values"
+            );
+        }
     }
     let total = duckdb(
         &dir,
