@@ -11,6 +11,7 @@ use arrow::array::RecordBatch;
 use arrow::error::ArrowError;
 use nft_schema::columns::{events as ev, RECORDING};
 
+use super::lookups::Lookups;
 use super::model::{protocol_name, NftEvent, PacketInfo, Trace, TraceStats};
 use crate::columns::{bools, i64s, strs, u64s, Interner, Strs};
 
@@ -18,57 +19,6 @@ use crate::columns::{bools, i64s, strs, u64s, Interner, Strs};
 pub const TRACE_SEQ: &str = "trace_seq";
 pub const IS_FREE: &str = "is_free";
 pub const IS_DUP: &str = "is_dup";
-
-/// Rule identity within a recording: (family, table, chain, handle).
-pub type RuleKey = (Arc<str>, Arc<str>, Arc<str>, u64);
-/// Chain identity: (recording, family, table, chain).
-pub type ChainKey = (Arc<str>, Arc<str>, Arc<str>, Arc<str>);
-/// An nftrace message matched to an event, with that event's time.
-pub type Matched = (u64, NftEvent);
-
-/// What the trace rows do not carry, loaded before the pass.
-#[derive(Default)]
-pub struct Lookups {
-    /// (recording, rule) -> (position, text), from the start snapshot.
-    pub rules: HashMap<(Arc<str>, RuleKey), (u32, Option<String>)>,
-    /// (recording, family, table, chain) -> hook of the base chain.
-    pub hooks: HashMap<ChainKey, String>,
-    /// Per recording: disjoint loss windows, sorted.
-    pub losses: HashMap<Arc<str>, Vec<(u64, u64)>>,
-    /// Per recording: when it ended (kernel monotonic ns).
-    pub end_ns: HashMap<Arc<str>, u64>,
-    /// nftrace messages matched to an skb, per (recording, skb), in time
-    /// order, each with the time of the event it matched.
-    pub nftrace: HashMap<(Arc<str>, u64), Vec<Matched>>,
-    /// nftrace messages that belong to a packet (matched or not).
-    pub nftrace_eligible: u64,
-    pub timeout_ns: u64,
-}
-
-impl Lookups {
-    fn lost_between(&self, rec: &Arc<str>, from: u64, to: u64) -> bool {
-        let Some(windows) = self.losses.get(rec) else {
-            return false;
-        };
-        // First window ending at or after `from`; it overlaps if it starts
-        // by `to`.
-        let i = windows.partition_point(|w| w.1 < from);
-        windows.get(i).is_some_and(|w| w.0 <= to)
-    }
-}
-
-/// Sorts and merges loss windows into disjoint intervals.
-pub fn merge_windows(mut windows: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
-    windows.sort_unstable();
-    let mut out: Vec<(u64, u64)> = Vec::new();
-    for (s, e) in windows {
-        match out.last_mut() {
-            Some(last) if s <= last.1 => last.1 = last.1.max(e),
-            _ => out.push((s, e)),
-        }
-    }
-    out
-}
 
 /// The columns of one batch of trace rows.
 struct Rows {
@@ -381,24 +331,5 @@ fn nft_event(
         family: family.map(|s| s.to_string()),
         table: table.map(|s| s.to_string()),
         chain: chain.map(|s| s.to_string()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn loss_windows_merge_and_overlap() {
-        let w = merge_windows(vec![(10, 20), (15, 30), (50, 60)]);
-        assert_eq!(w, [(10, 30), (50, 60)]);
-        let mut lk = Lookups::default();
-        let rec: Arc<str> = "r".into();
-        lk.losses.insert(rec.clone(), w);
-        assert!(lk.lost_between(&rec, 0, 10));
-        assert!(lk.lost_between(&rec, 25, 40));
-        assert!(!lk.lost_between(&rec, 31, 49));
-        assert!(lk.lost_between(&rec, 31, 50));
-        assert!(!lk.lost_between(&rec, 61, 100));
     }
 }
