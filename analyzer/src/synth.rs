@@ -6,7 +6,6 @@
 //! crate's schemas as zstd Parquet segments plus a manifest, exactly like
 //! the recorder's output.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -245,18 +244,11 @@ pub fn generate(dir: &Path, spec: &Spec) -> std::io::Result<Generated> {
         stopped_ns: Some(clock),
         command_line: vec!["synth".into()],
         backend: "synthetic".into(),
-        netns: vec![],
-        filters: BTreeMap::new(),
-        attach_plan: vec![],
         segments,
         events: generated.events,
-        deleted_segments: vec![],
-        nftrace_segments: vec![],
-        nftrace_events: 0,
-        rulesets: vec![],
-        lost_events: 0,
         end: "duration".into(),
         ended_cleanly: true,
+        ..Manifest::default()
     };
     std::fs::write(
         dir.join(MANIFEST_FILE),

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 /// File name of the manifest inside a recording directory.
 pub const MANIFEST_FILE: &str = "recording.json";
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Manifest {
     /// [`crate::SCHEMA_VERSION`] of the writer.
     pub schema_version: u32,

@@ -4,7 +4,6 @@
 
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -45,18 +44,9 @@ impl Fixture {
             stopped_ns: Some(STOP_NS),
             command_line: vec!["nft-recorder".into(), "record".into()],
             backend: "tracepoint".into(),
-            netns: vec![],
-            filters: BTreeMap::new(),
-            attach_plan: vec![],
-            segments: vec![],
-            events: 0,
-            deleted_segments: vec![],
-            nftrace_segments: vec![],
-            nftrace_events: 0,
-            rulesets: vec![],
-            lost_events: 0,
             end: "duration".into(),
             ended_cleanly: true,
+            ..Manifest::default()
         };
         let f = Self {
             dir,
