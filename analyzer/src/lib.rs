@@ -4,13 +4,15 @@
 //! Data flow: [`recording`] opens and checks a directory → [`catalog`]
 //! registers its tables (and [`rulesets`]' chains and rules) in a DataFusion
 //! session → [`queries`] holds the shipped SQL → [`traces`] and [`stats`]
-//! run it and shape the results; [`output`] prints query results.
+//! run it and shape the results ([`result_columns`] reads their columns);
+//! [`output`] and [`shell`] print query results; [`synth`] makes synthetic
+//! recordings for the benchmark.
 
 pub mod catalog;
-pub mod columns;
 pub mod output;
 pub mod queries;
 pub mod recording;
+pub mod result_columns;
 pub mod rulesets;
 pub mod shell;
 pub mod stats;

@@ -13,7 +13,7 @@ use nft_schema::columns::{events as ev, RECORDING};
 
 use super::lookups::Lookups;
 use super::model::{protocol_name, NftEvent, PacketInfo, Trace, TraceStats};
-use crate::columns::{bools, i64s, strs, u64s, Interner, Strs};
+use crate::result_columns::{bools, i64s, strs, u64s, Interner, Strs};
 
 /// Column names the trace query adds to the `events` columns.
 pub const TRACE_SEQ: &str = "trace_seq";

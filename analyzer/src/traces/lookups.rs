@@ -13,8 +13,8 @@ use nft_schema::tables::names;
 use super::model::NftEvent;
 use super::TracesError;
 use crate::catalog::Catalog;
-use crate::columns::{strs, u64s, Interner};
 use crate::queries::{self, Params};
+use crate::result_columns::{strs, u64s, Interner};
 
 /// Rule identity within a recording: (family, table, chain, handle).
 pub type RuleKey = (Arc<str>, Arc<str>, Arc<str>, u64);
