@@ -110,7 +110,7 @@ impl Catalog {
                     Ok::<_, CatalogError>(())
                 };
                 if !closed.is_empty() {
-                    register("", parquet_files(closed, &schema).await.map_err(df(table))?)?;
+                    register("", parquet_files(closed, &schema).map_err(df(table))?)?;
                 }
                 if !open.is_empty() {
                     let rows = open
@@ -138,7 +138,7 @@ impl Catalog {
             for (i, rec) in recordings.iter().enumerate() {
                 if let Some(path) = rec.dimension(table) {
                     let part = format!("parts.{table}_{i}");
-                    let provider = parquet_files(&[path], &schema).await.map_err(df(table))?;
+                    let provider = parquet_files(&[path], &schema).map_err(df(table))?;
                     ctx.register_table(part.as_str(), provider)
                         .map_err(df(&part))?;
                     parts.push((part, rec.name.clone()));
@@ -198,7 +198,7 @@ fn dimension_schema(table: &str) -> SchemaRef {
 /// A table over explicit Parquet files with the schema crate's schema: an
 /// older recording whose files lack a newer nullable column reads it as
 /// null.
-async fn parquet_files(
+fn parquet_files(
     files: &[PathBuf],
     schema: &SchemaRef,
 ) -> Result<Arc<dyn TableProvider>, DataFusionError> {

@@ -5,7 +5,7 @@ use std::io::Write;
 
 use crate::catalog::Catalog;
 use crate::output::{write_batches, Format};
-use crate::queries::Params;
+use crate::queries::{self, Params};
 use crate::traces::model::{Summary, Trace};
 use crate::traces::sinks::{summary_line, Sink};
 use crate::traces::{self, Filter};
@@ -18,7 +18,7 @@ struct Tally {
 }
 
 impl Sink for Tally {
-    fn trace(&mut self, t: &Trace) -> std::io::Result<()> {
+    fn trace(&mut self, t: Trace) -> std::io::Result<()> {
         *self.by_end.entry(t.end).or_default() += 1;
         let v = t.stats.final_verdict.clone().unwrap_or_else(|| "-".into());
         *self.by_verdict.entry(v).or_default() += 1;
@@ -30,7 +30,8 @@ impl Sink for Tally {
     }
 }
 
-/// The SQL behind each section, in screen order.
+/// The SQL behind each section, in screen order (or the name of a query of
+/// the library).
 const SECTIONS: &[(&str, &str)] = &[
     (
         "events by source",
@@ -56,10 +57,8 @@ const SECTIONS: &[(&str, &str)] = &[
          GROUP BY recording, source, verdict ORDER BY recording, count DESC",
     ),
     (
+        "drops", // The library's query (queries/drops.sql).
         "drops",
-        "SELECT recording, drop_reason, location_sym, count(*) AS drops FROM events \
-         WHERE drop_reason IS NOT NULL GROUP BY recording, drop_reason, location_sym \
-         ORDER BY recording, drops DESC",
     ),
     (
         "losses",
@@ -115,7 +114,12 @@ pub async fn run(catalog: &Catalog, params: &Params, out: &mut dyn Write) -> any
     }
     for (title, sql) in SECTIONS {
         writeln!(out, "\n== {title}")?;
-        let df = catalog.ctx.sql(sql).await?;
+        // A bare name is a query of the library.
+        let sql = match queries::find(sql) {
+            Some(q) => params.bind(q.sql),
+            None => (*sql).to_owned(),
+        };
+        let df = catalog.ctx.sql(&sql).await?;
         let schema = df.schema().as_arrow().clone();
         let batches = df.collect().await?;
         write_batches(out, &schema, &batches, Format::Table)?;

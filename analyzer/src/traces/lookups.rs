@@ -189,19 +189,30 @@ pub async fn load(catalog: &Catalog, params: &Params) -> Result<Lookups, TracesE
         .map(|(r, w)| (r, merge_windows(w)))
         .collect();
 
-    // A recording ends at its stop time, or at its last event when it was
-    // interrupted (or its clock disagrees).
-    let sql = format!(
-        "SELECT {RECORDING}, max({ts}) AS last_ns FROM {tbl} GROUP BY {RECORDING}",
-        ts = columns::events::TS_NS,
-        tbl = names::EVENTS,
-    );
+    // A recording ends at its stop time (taken after the last event was
+    // drained). An interrupted one has none: it ends at its last event,
+    // which costs a scan of its `ts_ns`, so only those are scanned.
+    let interrupted: Vec<String> = catalog
+        .recordings
+        .iter()
+        .filter(|r| r.manifest.stopped_ns.is_none())
+        .map(|r| crate::catalog::sql_string(&r.name))
+        .collect();
     let mut last: HashMap<String, u64> = HashMap::new();
-    for b in collect(catalog, &sql, "recording ends").await? {
-        let rec = strs(&b, RECORDING, &mut interner)?;
-        for (i, ts) in u64s(&b, "last_ns")?.into_iter().enumerate() {
-            if let (Some(r), Some(t)) = (rec.get(i), ts) {
-                last.insert(r.to_string(), t);
+    if !interrupted.is_empty() {
+        let sql = format!(
+            "SELECT {RECORDING}, max({ts}) AS last_ns FROM {tbl} \
+             WHERE {RECORDING} IN ({list}) GROUP BY {RECORDING}",
+            ts = columns::events::TS_NS,
+            tbl = names::EVENTS,
+            list = interrupted.join(", "),
+        );
+        for b in collect(catalog, &sql, "recording ends").await? {
+            let rec = strs(&b, RECORDING, &mut interner)?;
+            for (i, ts) in u64s(&b, "last_ns")?.into_iter().enumerate() {
+                if let (Some(r), Some(t)) = (rec.get(i), ts) {
+                    last.insert(r.to_string(), t);
+                }
             }
         }
     }

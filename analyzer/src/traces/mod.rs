@@ -127,7 +127,7 @@ pub async fn run(
         let room = filter.limit.is_none_or(|l| summary.traces_written < l);
         if room && io_error.is_none() && filter.matches(&t) {
             summary.traces_written += 1;
-            if let Err(e) = sink.trace(&t) {
+            if let Err(e) = sink.trace(t) {
                 io_error = Some(e);
             }
         }

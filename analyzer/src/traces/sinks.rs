@@ -16,9 +16,10 @@ use parquet::file::properties::WriterProperties;
 
 use super::model::{Summary, Trace};
 
-/// Receives traces in output order.
+/// Receives traces in output order (by value: a sink that keeps them
+/// takes them without a copy).
 pub trait Sink {
-    fn trace(&mut self, t: &Trace) -> std::io::Result<()>;
+    fn trace(&mut self, t: Trace) -> std::io::Result<()>;
     /// Called once after the last trace.
     fn finish(&mut self, summary: &Summary) -> std::io::Result<()>;
 }
@@ -65,13 +66,13 @@ impl<W: Write> JsonSink<W> {
 }
 
 impl<W: Write> Sink for JsonSink<W> {
-    fn trace(&mut self, t: &Trace) -> std::io::Result<()> {
+    fn trace(&mut self, t: Trace) -> std::io::Result<()> {
         if !self.first {
             self.out.write_all(b",")?;
         }
         self.first = false;
         self.out.write_all(b"\n")?;
-        serde_json::to_writer(&mut self.out, t)?;
+        serde_json::to_writer(&mut self.out, &t)?;
         Ok(())
     }
 
@@ -87,8 +88,8 @@ impl<W: Write> Sink for JsonSink<W> {
 pub struct NdjsonSink<W: Write>(pub W);
 
 impl<W: Write> Sink for NdjsonSink<W> {
-    fn trace(&mut self, t: &Trace) -> std::io::Result<()> {
-        serde_json::to_writer(&mut self.0, t)?;
+    fn trace(&mut self, t: Trace) -> std::io::Result<()> {
+        serde_json::to_writer(&mut self.0, &t)?;
         self.0.write_all(b"\n")
     }
 
@@ -112,7 +113,7 @@ impl<W: Write> TableSink<W> {
 }
 
 impl<W: Write> Sink for TableSink<W> {
-    fn trace(&mut self, t: &Trace) -> std::io::Result<()> {
+    fn trace(&mut self, t: Trace) -> std::io::Result<()> {
         if !self.header {
             self.header = true;
             writeln!(
@@ -159,7 +160,7 @@ impl<W: Write> Sink for TableSink<W> {
             t.duration_ns as f64 / 1000.0,
             t.end,
             t.stats.final_verdict.as_deref().unwrap_or("-"),
-            flow_text(t),
+            flow_text(&t),
             t.stats.total_functions,
             t.stats.total_rules_evaluated,
             detail.join("; ")
@@ -229,8 +230,8 @@ impl<W: Write + Send> ParquetSink<W> {
 }
 
 impl<W: Write + Send> Sink for ParquetSink<W> {
-    fn trace(&mut self, t: &Trace) -> std::io::Result<()> {
-        self.pending.push(t.clone());
+    fn trace(&mut self, t: Trace) -> std::io::Result<()> {
+        self.pending.push(t);
         if self.pending.len() >= PARQUET_BATCH {
             self.flush()?;
         }

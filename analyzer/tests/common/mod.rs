@@ -185,8 +185,8 @@ pub fn tcp(ts: u64, skb: u64, probe: &str, ip_id: u16) -> Value {
 pub struct Collect(pub Vec<Trace>);
 
 impl Sink for Collect {
-    fn trace(&mut self, t: &Trace) -> std::io::Result<()> {
-        self.0.push(t.clone());
+    fn trace(&mut self, t: Trace) -> std::io::Result<()> {
+        self.0.push(t);
         Ok(())
     }
     fn finish(&mut self, _: &Summary) -> std::io::Result<()> {
