@@ -36,10 +36,16 @@ pub enum Command {
     Record(Box<RecordArgs>),
     /// List the kernel functions that take a `struct sk_buff *`, from BTF,
     /// with their priority and layer.
-    Discover {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-        rest: Vec<String>,
-    },
+    ///
+    /// Reads the running kernel's vmlinux and module BTF and keeps the
+    /// functions ftrace can attach to (when available_filter_functions can be
+    /// read). With --btf it reads another kernel's BTF file and needs no root.
+    ///
+    /// Examples:
+    ///   nft-recorder discover
+    ///   nft-recorder discover --priority 0 --list
+    ///   nft-recorder discover --btf vmlinux-6.1.btf --output functions.json
+    Discover(DiscoverArgs),
     /// Say what the running kernel allows for each backend (BTF, tp_btf
     /// tracepoints, kprobe, kprobe.multi, fentry, nftrace), by trying each for
     /// real.
@@ -47,6 +53,24 @@ pub enum Command {
     /// Exits 0 when at least tracepoints work, 1 otherwise. Needs root for
     /// the eBPF checks.
     Check,
+}
+
+#[derive(Args, Debug)]
+pub struct DiscoverArgs {
+    /// Read this vmlinux BTF file instead of the running kernel's.
+    #[arg(long, value_name = "FILE")]
+    btf: Option<PathBuf>,
+    /// Keep functions of this priority or more important: 0 (landmarks),
+    /// 1 (important) or 2 (all).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=2))]
+    priority: Option<u8>,
+    /// Write the list as a function cache (JSON) for `record --functions`.
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Print every function (name, skb parameter position, priority, layer,
+    /// module) after the summary.
+    #[arg(long)]
+    list: bool,
 }
 
 #[derive(Args, Debug)]
@@ -181,9 +205,6 @@ fn run_record(args: RecordArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Exit code of a subcommand that is not built yet.
-const NOT_BUILT: u8 = 2;
-
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Check => {
@@ -196,11 +217,41 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Record(args) => run_record(*args),
-        Command::Discover { .. } => not_built("discover", "recorder part 2 (issue 5)"),
+        Command::Discover(args) => run_discover(args),
     }
 }
 
-fn not_built(name: &str, by: &str) -> anyhow::Result<ExitCode> {
-    eprintln!("nft-recorder {name}: not built yet (comes with {by})");
-    Ok(ExitCode::from(NOT_BUILT))
+fn run_discover(args: DiscoverArgs) -> anyhow::Result<ExitCode> {
+    use nft_recorder::discover::{cache, discover, DiscoverOptions};
+    let found = discover(&DiscoverOptions {
+        btf: args.btf.clone(),
+        max_priority: args.priority,
+    })
+    .context("discovering functions")?;
+    print!("{}", found.summary());
+    if args.list {
+        for f in &found.functions {
+            println!(
+                "{:<48} {} {} {:<9} {}",
+                f.name,
+                f.skb_pos,
+                f.priority,
+                f.layer,
+                f.module.as_deref().unwrap_or("")
+            );
+        }
+    }
+    if let Some(path) = &args.output {
+        let kernel = match &args.btf {
+            Some(btf) => btf.display().to_string(),
+            None => nft_recorder::kernel::uname::uname().1,
+        };
+        cache::write(path, &kernel, &found.functions)?;
+        eprintln!(
+            "wrote {} functions to {}",
+            found.functions.len(),
+            path.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -9,6 +9,7 @@
 //! No DataFusion, no SQL here: analysis happens in `nft-analyzer`.
 
 pub mod check;
+pub mod discover;
 pub mod drain;
 pub mod ebpf_object;
 pub mod kernel;

@@ -4,6 +4,7 @@
 
 mod analyze_recording;
 mod check_cli;
+mod discover_cli;
 mod record_filters;
 mod record_nftrace;
 mod record_reliability;

@@ -195,5 +195,29 @@ fn guest_kernels_btf_is_usable_on_the_host() {
         }
         let reasons = btf.drop_reasons().unwrap();
         assert!(reasons.iter().any(|r| r.1 == "NETFILTER_DROP"), "{series}");
+
+        // Function discovery (issue 5): > 1000 functions, the skb found at
+        // positions 1, 2 and 3, landmarks classified.
+        let found = nft_recorder::discover::discover(&nft_recorder::discover::DiscoverOptions {
+            btf: Some(kdir.join("vmlinux.btf")),
+            max_priority: None,
+        })
+        .unwrap();
+        let fs = &found.functions;
+        assert!(fs.len() > 1000, "{series}: {}", found.summary());
+        let get = |name: &str| fs.iter().find(|f| f.name == name);
+        let ip_rcv = get("ip_rcv").expect("ip_rcv");
+        assert_eq!((ip_rcv.skb_pos, ip_rcv.priority), (1, 0), "{series}");
+        for pos in [2, 3] {
+            assert!(
+                fs.iter().any(|f| f.skb_pos == pos),
+                "{series}: position {pos}"
+            );
+        }
+        // ip_forward_finish(net, sk, skb) and neigh_resolve_output(neigh, skb).
+        assert_eq!(get("ip_forward_finish").map(|f| f.skb_pos), Some(3));
+        assert_eq!(get("neigh_resolve_output").map(|f| f.skb_pos), Some(2));
+        let landmarks = fs.iter().filter(|f| f.priority == 0).count();
+        assert!((25..=40).contains(&landmarks), "{series}: {landmarks}");
     }
 }

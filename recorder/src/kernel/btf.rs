@@ -40,6 +40,20 @@ pub struct SkbTracepoint {
     pub skb_arg: u8,
 }
 
+/// A kernel function that takes a `struct sk_buff *`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SkbFunction {
+    pub name: String,
+    /// 1-based position of the first `struct sk_buff *` parameter (1..=5:
+    /// the registers a kprobe or fentry program can read).
+    pub skb_pos: u8,
+    /// The module whose BTF declares it; `None` for vmlinux.
+    pub module: Option<String>,
+}
+
+/// Highest parameter position function programs read the skb from.
+pub const MAX_SKB_POS: u8 = 5;
+
 /// A parsed BTF file and the lookups the recorder needs from it.
 pub struct KernelBtf {
     btf: Btf,
@@ -65,8 +79,52 @@ impl KernelBtf {
         })
     }
 
+    /// A module's split BTF (`/sys/kernel/btf/<module>`) over this base.
+    pub fn module(&self, path: &Path) -> Result<Self, BtfError> {
+        let btf = Btf::from_split_file(path, &self.btf).map_err(|source| BtfError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(Self {
+            btf,
+            path: path.to_owned(),
+        })
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Every function (BTF `FUNC`) of this BTF object (for a module: its own
+    /// functions only) with a `struct sk_buff *` among its first
+    /// [`MAX_SKB_POS`] parameters, tagged with `module`.
+    pub fn skb_functions(&self, module: Option<&str>) -> Result<Vec<SkbFunction>, BtfError> {
+        use fallible_iterator::FallibleIterator;
+        let mut out = Vec::new();
+        let mut iter = self.btf.type_iter();
+        while let Some(ty) = iter.next()? {
+            let Type::Func(func) = &ty else { continue };
+            let Ok(Type::FuncProto(proto)) = self.btf.resolve_chained_type(func) else {
+                continue;
+            };
+            let Some(pos) = proto
+                .parameters
+                .iter()
+                .take(MAX_SKB_POS as usize)
+                .position(|p| self.is_struct_ptr(p, "sk_buff"))
+            else {
+                continue;
+            };
+            let Ok(name) = self.btf.resolve_name(func) else {
+                continue;
+            };
+            out.push(SkbFunction {
+                name,
+                skb_pos: pos as u8 + 1,
+                module: module.map(str::to_string),
+            });
+        }
+        Ok(out)
     }
 
     /// Byte offset of `path` (dot-separated, e.g. `ns.inum`) inside struct

@@ -5,3 +5,4 @@ pub mod btf;
 pub mod clock;
 pub mod interfaces;
 pub mod netns;
+pub mod uname;

@@ -148,21 +148,6 @@ fn output_dir(path: &Path) -> Result<(), RecordError> {
         .map_err(|e| bad(e.to_string()))
 }
 
-fn uname() -> (String, String) {
-    // SAFETY: utsname is plain data filled by the kernel.
-    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
-    unsafe { libc::uname(&mut u) };
-    let field = |f: &[libc::c_char]| {
-        let bytes: Vec<u8> = f
-            .iter()
-            .take_while(|c| **c != 0)
-            .map(|c| *c as u8)
-            .collect();
-        String::from_utf8_lossy(&bytes).into_owned()
-    };
-    (field(&u.nodename), field(&u.release))
-}
-
 /// Records until `stop` is set (a signal), the duration passes, or the byte
 /// limit is reached.
 pub fn record(opts: &RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSummary, RecordError> {
@@ -423,7 +408,7 @@ fn record_into(
     snap_interfaces("start", &mut interface_rows);
 
     // --- the recording's fixed parts ----------------------------------------
-    let (host, kernel_release) = uname();
+    let (host, kernel_release) = crate::kernel::uname::uname();
     let started_ns = monotonic_ns();
     let offset = now_ns(libc::CLOCK_REALTIME) - started_ns as i64;
     let manifest = Arc::new(Mutex::new(Manifest {
