@@ -1,40 +1,95 @@
 //! Function source, kernel side: kprobe and fentry programs on kernel
-//! functions taking a `struct sk_buff *`. On the host kernel these cannot
-//! attach (no kprobes, fentry refused); `nft-recorder check` loads them to say
-//! so, and the QEMU harness proves them on Debian kernels.
+//! functions taking a `struct sk_buff *`, one per skb parameter position
+//! (1..=5). A kprobe program is loaded once and attached to every function
+//! of its position; an fentry program is loaded once per function (the
+//! target is fixed at load time). Both learn which function they run in from
+//! `bpf_get_func_ip` and the `FUNC_IDS` map. On the host kernel these cannot
+//! attach (no kprobes, fentry refused); the QEMU harness proves them on
+//! Debian kernels.
 
 use aya_ebpf::{
-    helpers::bpf_get_func_ip,
+    helpers::{bpf_get_func_ip, bpf_probe_read_kernel},
     macros::{fentry, kprobe},
     programs::{FEntryContext, ProbeContext},
     EbpfContext,
 };
-use nft_schema::raw::{EventKind, PROBE_FUNCTION_BASE};
+use nft_schema::raw::{EventKind, FUNC_FREES_SKB, PROBE_FUNCTION_BASE};
 
+use crate::maps::FUNC_IDS;
 use crate::skb::{emit, Extra};
 
+/// Length of `endbr64`, which some kernels include in a kprobe's address.
+const ENDBR_LEN: u64 = 4;
+
+/// Emits the event of function `ip` for `skb`; `caller` is the return
+/// address into the calling function (0 when unknown).
 #[inline(always)]
-fn function_extra(ctx: &impl EbpfContext) -> Extra {
-    Extra {
-        probe_id: PROBE_FUNCTION_BASE,
-        kind: EventKind::Function,
-        // SAFETY: helper reading the traced function's address from ctx.
-        location: unsafe { bpf_get_func_ip(ctx.as_ptr()) },
-        drop_reason: 0,
+fn function_event(skb: u64, ip: u64, caller: u64) -> u32 {
+    // SAFETY: plain map lookups; the values are written before attaching.
+    let found = unsafe {
+        FUNC_IDS
+            .get(ip)
+            .or_else(|| FUNC_IDS.get(ip.wrapping_sub(ENDBR_LEN)))
+    };
+    let (probe_id, frees_skb, location) = match found {
+        Some(v) => (*v & !FUNC_FREES_SKB, *v & FUNC_FREES_SKB != 0, caller),
+        // Not in the plan (should not happen): keep the address so the
+        // function can still be named from the recording's kallsyms.
+        None => (PROBE_FUNCTION_BASE, false, ip),
+    };
+    emit(
+        skb,
+        Extra {
+            probe_id,
+            kind: EventKind::Function,
+            location,
+            drop_reason: 0,
+            frees_skb,
+        },
+    )
+}
+
+#[inline(always)]
+fn func_ip(ctx: &impl EbpfContext) -> u64 {
+    // SAFETY: helper reading the traced function's address from ctx.
+    unsafe { bpf_get_func_ip(ctx.as_ptr()) }
+}
+
+/// At a kprobe on a function's entry the stack pointer points at the
+/// return address into the caller.
+#[inline(always)]
+fn kprobe_caller(ctx: &ProbeContext) -> u64 {
+    // SAFETY: `regs` is the probe's pt_regs; the read is checked by the
+    // helper.
+    unsafe {
+        let sp = (*ctx.regs).rsp;
+        bpf_probe_read_kernel(sp as *const u64).unwrap_or(0)
     }
 }
 
-/// kprobe for functions whose skb is parameter 1.
-#[kprobe]
-pub fn kprobe_skb_1(ctx: ProbeContext) -> u32 {
-    let skb: u64 = ctx.arg(0).unwrap_or(0);
-    emit(skb, function_extra(&ctx))
+macro_rules! function_programs {
+    ($($kprobe:ident, $fentry:ident = $arg:literal;)*) => {
+        $(
+            #[kprobe]
+            pub fn $kprobe(ctx: ProbeContext) -> u32 {
+                let skb: u64 = ctx.arg($arg).unwrap_or(0);
+                function_event(skb, func_ip(&ctx), kprobe_caller(&ctx))
+            }
+
+            #[fentry]
+            pub fn $fentry(ctx: FEntryContext) -> i32 {
+                let skb: u64 = ctx.arg($arg);
+                function_event(skb, func_ip(&ctx), 0) as i32
+            }
+        )*
+    };
 }
 
-/// fentry for functions whose skb is parameter 1; the target is fixed at
-/// load time.
-#[fentry]
-pub fn fentry_skb_1(ctx: FEntryContext) -> i32 {
-    let skb: u64 = ctx.arg(0);
-    emit(skb, function_extra(&ctx)) as i32
+// Names are `nft_schema::raw::names::{kprobe_program, fentry_program}(pos)`.
+function_programs! {
+    kprobe_skb_1, fentry_skb_1 = 0;
+    kprobe_skb_2, fentry_skb_2 = 1;
+    kprobe_skb_3, fentry_skb_3 = 2;
+    kprobe_skb_4, fentry_skb_4 = 3;
+    kprobe_skb_5, fentry_skb_5 = 4;
 }

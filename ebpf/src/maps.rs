@@ -3,9 +3,12 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
-use nft_schema::raw::{loss_index, LossReason, ProbeConfig, LOSS_PROBES, LOSS_REASONS};
+use nft_schema::raw::{
+    loss_index, LossReason, ProbeConfig, DEFAULT_TRACKED_SKBS, LOSS_PROBES, LOSS_REASONS,
+    MAX_FUNCTIONS,
+};
 
 /// Events to userspace. The size is overridden by the recorder at load time
 /// (`--ringbuf-size`); this is the default.
@@ -29,3 +32,17 @@ pub fn count_loss(probe_id: u32, reason: LossReason) {
         unsafe { *counter += 1 };
     }
 }
+
+/// Traced function address -> probe id, with `FUNC_FREES_SKB` on the
+/// functions that free an skb. Filled by the recorder before attaching; a
+/// kprobe program serves many functions and learns which one from
+/// `bpf_get_func_ip`. Two entries per function: its address and the address
+/// after an `endbr64` (kernels disagree on which one a kprobe reports).
+#[map]
+pub static FUNC_IDS: HashMap<u64, u32> = HashMap::with_max_entries(2 * MAX_FUNCTIONS, 0);
+
+/// skbs that passed the filters, followed by address until freed
+/// (`ProbeConfig::track_skbs`). The size is set by the recorder
+/// (`--track-skbs`); a full map is counted as a loss.
+#[map]
+pub static TRACKED: HashMap<u64, u8> = HashMap::with_max_entries(DEFAULT_TRACKED_SKBS, 0);

@@ -7,7 +7,12 @@ use nft_schema::raw::{
     OFFSET_MISSING,
 };
 
-use crate::maps::{count_loss, CONFIG, EVENTS};
+use crate::maps::{count_loss, CONFIG, EVENTS, TRACKED};
+
+/// `bpf_map_update_elem` flag: fail if the key exists.
+const BPF_NOEXIST: u64 = 1;
+/// `-E2BIG`: the map is full.
+const E2BIG: i32 = -7;
 
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
@@ -35,6 +40,8 @@ pub struct Extra {
     pub kind: EventKind,
     pub location: u64,
     pub drop_reason: u32,
+    /// The skb is freed here: stop tracking it.
+    pub frees_skb: bool,
 }
 
 /// Fills, filters and submits one event for `skb`. Returns 0 (tracing
@@ -51,9 +58,6 @@ pub fn emit(skb: u64, extra: Extra) -> u32 {
     let dev: u64 = read_at(skb, off.skb_dev);
     let net: u64 = read_at(dev, off.dev_nd_net);
     let netns: u32 = read_at(net, off.net_inum);
-    if !netns_allowed(config, netns) {
-        return 0;
-    }
 
     // `skb` stays out of the stack copy: in tp_btf/fentry it is a typed
     // kernel pointer, and the verifier refuses byte-wise copies of a spilled
@@ -72,7 +76,23 @@ pub fn emit(skb: u64, extra: Extra) -> u32 {
         ..SkbEvent::default()
     };
     parse_headers(skb, config, &mut ev);
-    if !matches(&config.filter, &ev) {
+    // Every check is taken after the headers are parsed, so the verifier
+    // walks the parsing once: branching on tracking (or on the namespace)
+    // first made it walk the parsing once per branch, doubling load time.
+    let pass = netns_allowed(config, netns) && matches(&config.filter, &ev);
+    if config.track_skbs != 0 {
+        let key = skb;
+        if pass && !extra.frees_skb {
+            if let Err(E2BIG) = TRACKED.insert(key, 0u8, BPF_NOEXIST) {
+                count_loss(extra.probe_id, LossReason::TrackFull);
+            }
+        } else if !pass && TRACKED.get_ptr(key).is_none() {
+            return 0;
+        }
+        if extra.frees_skb {
+            let _ = TRACKED.remove(key);
+        }
+    } else if !pass {
         return 0;
     }
 

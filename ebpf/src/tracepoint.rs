@@ -13,6 +13,9 @@ use crate::skb::{emit, Extra};
 
 macro_rules! tp_slots {
     ($arg:literal: $($name:ident = $index:literal),* $(,)?) => {
+        tp_slots!(@ $arg, false: $($name = $index),*);
+    };
+    (@ $arg:literal, $frees:literal: $($name:ident = $index:literal),* $(,)?) => {
         $(
             #[btf_tracepoint]
             pub fn $name(ctx: BtfTracePointContext) -> i32 {
@@ -22,14 +25,18 @@ macro_rules! tp_slots {
                     kind: EventKind::Tracepoint,
                     location: 0,
                     drop_reason: 0,
+                    frees_skb: $frees,
                 }) as i32
             }
         )*
     };
 }
 
+// Slot 0 of argument 0 is reserved for `skb:consume_skb`, the other
+// tracepoint that frees an skb (see `plan` in the recorder).
+tp_slots!(@ 0, true: tp_a0_00 = 0);
 tp_slots!(0:
-    tp_a0_00 = 0, tp_a0_01 = 1, tp_a0_02 = 2, tp_a0_03 = 3, tp_a0_04 = 4, tp_a0_05 = 5,
+    tp_a0_01 = 1, tp_a0_02 = 2, tp_a0_03 = 3, tp_a0_04 = 4, tp_a0_05 = 5,
     tp_a0_06 = 6, tp_a0_07 = 7, tp_a0_08 = 8, tp_a0_09 = 9, tp_a0_10 = 10, tp_a0_11 = 11,
     tp_a0_12 = 12, tp_a0_13 = 13, tp_a0_14 = 14, tp_a0_15 = 15, tp_a0_16 = 16, tp_a0_17 = 17,
     tp_a0_18 = 18, tp_a0_19 = 19, tp_a0_20 = 20, tp_a0_21 = 21, tp_a0_22 = 22, tp_a0_23 = 23,
@@ -59,6 +66,7 @@ pub fn tp_kfree_skb(ctx: BtfTracePointContext) -> i32 {
             kind: EventKind::Tracepoint,
             location,
             drop_reason: reason as u32,
+            frees_skb: true,
         },
     ) as i32
 }

@@ -9,7 +9,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use nft_recorder::record::{filter::FilterArgs, record, RecordOptions};
+use nft_recorder::record::{
+    filter::FilterArgs,
+    functions::{BackendChoice, Mode},
+    record, RecordOptions,
+};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -135,6 +139,29 @@ pub struct RecordArgs {
     /// temporary `inet nft_tracer` table that enables them).
     #[arg(long)]
     no_nftrace: bool,
+    /// What to trace: nft (tracepoints and nftables only), full (plus the
+    /// ~35 landmark functions), multi (plus discovered functions by
+    /// priority, up to --max-functions).
+    #[arg(long, value_enum, default_value = "full")]
+    mode: Mode,
+    /// How to trace kernel functions: auto picks fentry, then kprobe, then
+    /// tracepoints only, and records the choice in the manifest.
+    #[arg(long, value_enum, default_value = "auto")]
+    backend: BackendChoice,
+    /// With --mode multi: trace at most N functions, most important first
+    /// (0 = every discovered function).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    max_functions: usize,
+    /// Take the functions from this cache (`discover --output`) instead of
+    /// discovering them now.
+    #[arg(long, value_name = "FILE")]
+    functions: Option<PathBuf>,
+    /// With filters: follow up to N matching skbs by address until they are
+    /// freed, so they are reported where their headers are not parsed or
+    /// were rewritten (NAT). 0 turns this off. A full map is counted as a
+    /// loss.
+    #[arg(long, default_value_t = nft_schema::raw::DEFAULT_TRACKED_SKBS, value_name = "N")]
+    track_skbs: u32,
 }
 
 fn seconds(flag: &str, v: f64) -> anyhow::Result<Duration> {
@@ -168,6 +195,11 @@ impl RecordArgs {
         o.segment_interval = seconds("segment-seconds", self.segment_seconds)?;
         o.live = self.live;
         o.nftrace = !self.no_nftrace;
+        o.mode = self.mode;
+        o.backend = self.backend;
+        o.max_functions = self.max_functions;
+        o.functions_file = self.functions;
+        o.tracked_skbs = self.track_skbs;
         Ok(o)
     }
 }

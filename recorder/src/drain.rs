@@ -83,6 +83,7 @@ pub fn loss_reason_name(reason: LossReason) -> &'static str {
     match reason {
         LossReason::RingbufFull => "ringbuf_full",
         LossReason::NoConfig => "no_config",
+        LossReason::TrackFull => "tracking_full",
     }
 }
 
@@ -108,7 +109,7 @@ impl LossCounters {
     /// Every non-zero counter of `probes` (cumulative since load).
     pub fn read(&self, probes: &[u32]) -> Result<Vec<LossCount>, DrainError> {
         let mut out = Vec::new();
-        for reason in [LossReason::RingbufFull, LossReason::NoConfig] {
+        for reason in LossReason::ALL {
             for &probe_id in probes {
                 let index = loss_index(probe_id, reason);
                 let per_cpu = self.map.get(&index, 0).map_err(|source| DrainError::Map {

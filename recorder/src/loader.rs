@@ -35,6 +35,9 @@ pub struct LoadOptions<'a> {
     pub ringbuf_bytes: u32,
     /// The running kernel's BTF as aya needs it (for tp_btf/fentry targets).
     pub btf: Option<&'a Btf>,
+    /// Size of the `TRACKED` map (at least 1; tracking itself is switched
+    /// by `ProbeConfig::track_skbs`).
+    pub tracked_skbs: u32,
 }
 
 impl LoadedObject {
@@ -42,7 +45,8 @@ impl LoadedObject {
         let mut loader = EbpfLoader::new();
         loader
             .btf(opts.btf)
-            .map_max_entries(names::MAP_EVENTS, opts.ringbuf_bytes);
+            .map_max_entries(names::MAP_EVENTS, opts.ringbuf_bytes)
+            .map_max_entries(names::MAP_TRACKED, opts.tracked_skbs.max(1));
         let mut ebpf = loader.load(EBPF_OBJECT)?;
         let map = ebpf
             .map_mut(names::MAP_CONFIG)

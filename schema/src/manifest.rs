@@ -25,8 +25,24 @@ pub struct Manifest {
     pub started_ns: u64,
     pub stopped_ns: Option<u64>,
     pub command_line: Vec<String>,
-    /// The backend that was used (`tracepoint`, `kprobe`, `fentry`, ...).
+    /// The backend that was used for functions (`fentry`, `kprobe`), or
+    /// `tracepoint` when no function is traced.
     pub backend: String,
+    /// `nft`, `full` or `multi` (`record --mode`); empty in recordings made
+    /// before modes existed.
+    #[serde(default)]
+    pub mode: String,
+    /// Kernel functions asked for, attached, and not (the failures, with
+    /// their reasons, are in `attach_plan`).
+    #[serde(default)]
+    pub functions_requested: u64,
+    #[serde(default)]
+    pub functions_attached: u64,
+    /// Seconds spent attaching every probe, and detaching them at the end.
+    #[serde(default)]
+    pub attach_seconds: f64,
+    #[serde(default)]
+    pub detach_seconds: Option<f64>,
     /// Network namespaces the recording is limited to (empty: all).
     pub netns: Vec<NetnsRef>,
     /// The packet filters as given on the command line (flag -> value).

@@ -159,6 +159,10 @@ pub struct ProbeConfig {
     pub netns: [u32; MAX_NETNS],
     pub netns_count: u32,
     pub filter: PacketFilter,
+    /// 1: once an skb passes the filters it is reported at every probe until
+    /// it is freed (the `TRACKED` map), even where its headers are not
+    /// parsed or were rewritten by NAT. 0: each event is filtered alone.
+    pub track_skbs: u32,
 }
 
 impl ProbeConfig {
@@ -183,6 +187,7 @@ impl ProbeConfig {
                 port: 0,
                 _pad: [0; 2],
             },
+            track_skbs: 0,
         }
     }
 }
@@ -208,8 +213,22 @@ pub const fn tp_slot_base(arg: usize) -> u32 {
 /// The dedicated `skb:kfree_skb` program (skb, location, drop reason).
 pub const PROBE_KFREE_SKB: u32 = tp_slot_base(TP_SLOTS.len());
 
-/// Probe ids at or above this are kernel functions (recorder part 2).
+/// Probe ids above this are kernel functions (recorder part 2): function
+/// number `i` of the recording's plan is `PROBE_FUNCTION_BASE + 1 + i`.
+/// `PROBE_FUNCTION_BASE` itself is "a function", used for the shared loss
+/// bucket of all functions and for an address missing from `FUNC_IDS`.
 pub const PROBE_FUNCTION_BASE: u32 = 1024;
+
+/// Most functions one recording attaches to (the `FUNC_IDS` map holds two
+/// addresses per function, see there).
+pub const MAX_FUNCTIONS: u32 = 8192;
+
+/// Bit of a `FUNC_IDS` value: the function frees the skb, so it ends the
+/// skb's tracking.
+pub const FUNC_FREES_SKB: u32 = 1 << 31;
+
+/// Default size of the `TRACKED` map (skbs being followed at once).
+pub const DEFAULT_TRACKED_SKBS: u32 = 65536;
 
 /// `probe_id` of losses in the nftrace source (netlink overruns).
 pub const PROBE_NFTRACE: u32 = u32::MAX - 1;
@@ -226,10 +245,21 @@ pub enum LossReason {
     RingbufFull = 0,
     /// The `CONFIG` map could not be read (should never happen).
     NoConfig = 1,
+    /// The `TRACKED` map was full: this skb passed the filters but its later
+    /// events at probes where it no longer matches will be missed.
+    TrackFull = 2,
+}
+
+impl LossReason {
+    pub const ALL: [LossReason; 3] = [
+        LossReason::RingbufFull,
+        LossReason::NoConfig,
+        LossReason::TrackFull,
+    ];
 }
 
 /// Number of [`LossReason`] values.
-pub const LOSS_REASONS: u32 = 2;
+pub const LOSS_REASONS: u32 = LossReason::ALL.len() as u32;
 
 /// Probes counted separately in `LOSSES`; function probes beyond share the
 /// last bucket.
@@ -259,10 +289,20 @@ pub mod names {
     pub fn tp_slot_program(arg: usize, index: u32) -> std::string::String {
         std::format!("tp_a{arg}_{index:02}")
     }
-    /// kprobe program for functions whose skb is parameter 1.
-    pub const PROG_KPROBE_SKB_1: &str = "kprobe_skb_1";
-    /// fentry program for functions whose skb is parameter 1.
-    pub const PROG_FENTRY_SKB_1: &str = "fentry_skb_1";
+    /// Function address -> probe id (and [`super::FUNC_FREES_SKB`]).
+    pub const MAP_FUNC_IDS: &str = "FUNC_IDS";
+    /// skbs that passed the filters, followed until freed.
+    pub const MAP_TRACKED: &str = "TRACKED";
+    /// kprobe program for functions whose skb is parameter `pos` (1..=5).
+    #[cfg(feature = "std")]
+    pub fn kprobe_program(pos: u8) -> std::string::String {
+        std::format!("kprobe_skb_{pos}")
+    }
+    /// fentry program for functions whose skb is parameter `pos` (1..=5).
+    #[cfg(feature = "std")]
+    pub fn fentry_program(pos: u8) -> std::string::String {
+        std::format!("fentry_skb_{pos}")
+    }
 }
 
 #[cfg(feature = "user")]
@@ -285,7 +325,7 @@ mod tests {
         assert_eq!(core::mem::align_of::<SkbEvent>(), 8);
         assert_eq!(core::mem::size_of::<KernelOffsets>(), 36);
         assert_eq!(core::mem::size_of::<PacketFilter>(), 68);
-        assert_eq!(core::mem::size_of::<ProbeConfig>(), 36 + 32 + 4 + 68);
+        assert_eq!(core::mem::size_of::<ProbeConfig>(), 36 + 32 + 4 + 68 + 4);
     }
 
     #[test]

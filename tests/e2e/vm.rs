@@ -105,7 +105,115 @@ fn suite(kernel: &str, kprobe_multi: bool) {
     )
     .unwrap();
     assert_eq!(verdicts, dropped, "{kernel}: nftrace drops vs counter");
+    functions(kernel, &out);
     std::fs::remove_dir_all(&out).unwrap();
+}
+
+/// Events of `probe` for the three echo requests from 10.9.0.1.
+fn echo_requests_at(rec: &Path, probe: &str) -> i64 {
+    duckdb_i64(
+        rec,
+        &format!(
+            "SELECT count(*) FROM read_parquet('{{dir}}/events-*.parquet') \
+             WHERE probe = '{probe}' AND icmp_type = 8 AND saddr = '10.9.0.1'"
+        ),
+    )
+    .unwrap()
+}
+
+fn manifest(rec: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(rec.join("recording.json")).unwrap()).unwrap()
+}
+
+/// Issue 5 in the guest: the default recording traced the landmark
+/// functions with fentry; kprobe gives the same path plus callers; skb
+/// tracking reports a packet after it stops matching the filter.
+fn functions(kernel: &str, out: &Path) {
+    let discover = std::fs::read_to_string(out.join("discover.txt")).unwrap();
+    let count: usize = discover.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(count > 1000, "{kernel}: {discover}");
+    assert!(
+        discover.contains("not traceable per /sys/kernel/tracing"),
+        "{discover}"
+    );
+
+    let rec = out.join("rec");
+    let m = manifest(&rec);
+    assert_eq!(m["backend"], "fentry", "{kernel}");
+    assert_eq!(m["mode"], "full");
+    let requested = m["functions_requested"].as_u64().unwrap();
+    let failed: Vec<&serde_json::Value> = m["attach_plan"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["attached"] == false)
+        .collect();
+    assert!(requested >= 25, "{kernel}: {requested}");
+    assert_eq!(
+        m["functions_attached"].as_u64(),
+        Some(requested),
+        "{kernel}: {failed:?}"
+    );
+    // Every echo request's path through b: receive, IPv4, netfilter,
+    // local delivery, ICMP.
+    for probe in [
+        "ip_rcv",
+        "ip_rcv_finish",
+        "nf_hook_slow",
+        "ip_local_deliver",
+        "icmp_rcv",
+    ] {
+        assert_eq!(echo_requests_at(&rec, probe), 3, "{kernel}: {probe}");
+    }
+    // In order, per skb: ip_rcv before icmp_rcv.
+    let ordered = duckdb_i64(
+        &rec,
+        "WITH e AS (SELECT skb, probe, ts_ns FROM read_parquet('{dir}/events-*.parquet') \
+                    WHERE icmp_type = 8 AND saddr = '10.9.0.1') \
+         SELECT count(*) FROM e a JOIN e b USING (skb) \
+         WHERE a.probe = 'ip_rcv' AND b.probe = 'icmp_rcv' AND a.ts_ns < b.ts_ns",
+    )
+    .unwrap();
+    assert_eq!(ordered, 3, "{kernel}");
+
+    // kprobe, with tracking: icmp_rcv sees mark 7 (the filter says mark 0)
+    // and is still reported; callers come from the stack.
+    let kprobe = out.join("kprobe");
+    let m = manifest(&kprobe);
+    assert_eq!(m["backend"], "kprobe", "{kernel}");
+    assert_eq!(
+        m["functions_attached"], m["functions_requested"],
+        "{kernel}"
+    );
+    assert_eq!(echo_requests_at(&kprobe, "ip_rcv"), 3, "{kernel}");
+    assert_eq!(
+        echo_requests_at(&kprobe, "icmp_rcv"),
+        3,
+        "{kernel}: tracked"
+    );
+    let marked = duckdb_i64(
+        &kprobe,
+        "SELECT count(*) FROM read_parquet('{dir}/events-*.parquet') \
+         WHERE probe = 'icmp_rcv' AND icmp_type = 8 AND mark = 7",
+    )
+    .unwrap();
+    assert_eq!(marked, 3, "{kernel}");
+    let callers = duckdb_i64(
+        &kprobe,
+        "SELECT count(*) FROM read_parquet('{dir}/events-*.parquet') \
+         WHERE probe = 'ip_rcv' AND icmp_type = 8 AND location_sym LIKE '%netif_receive_skb%'",
+    )
+    .unwrap();
+    assert_eq!(
+        callers, 3,
+        "{kernel}: ip_rcv called from __netif_receive_skb*"
+    );
+
+    // Without tracking: ip_rcv matches, icmp_rcv (mark 7) does not.
+    let untracked = out.join("untracked");
+    assert_eq!(manifest(&untracked)["backend"], "kprobe");
+    assert_eq!(echo_requests_at(&untracked, "ip_rcv"), 3, "{kernel}");
+    assert_eq!(echo_requests_at(&untracked, "icmp_rcv"), 0, "{kernel}");
 }
 
 #[test]

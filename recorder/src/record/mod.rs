@@ -6,6 +6,7 @@
 //! are read and the last events drained, so the totals are final.
 
 pub mod filter;
+pub mod functions;
 pub mod pipeline;
 
 use std::collections::BTreeMap;
@@ -16,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nft_schema::manifest::{AttachResult, Manifest, NetnsRef};
-use nft_schema::raw::{ProbeConfig, MAX_NETNS};
+use nft_schema::raw::{ProbeConfig, MAX_NETNS, PROBE_FUNCTION_BASE};
 use nft_schema::SCHEMA_VERSION;
 
 use crate::drain::{loss_reason_name, EventReader, LossCounters};
@@ -32,6 +33,7 @@ use crate::writer::kallsyms::Kallsyms;
 use crate::writer::manifest::write_manifest;
 use crate::writer::segments::SegmentWriter;
 use filter::{parse_filter, FilterArgs};
+use functions::{BackendChoice, Mode};
 use pipeline::{WriterLimits, WriterResult};
 
 /// Everything `record` needs, already parsed from the command line.
@@ -53,6 +55,14 @@ pub struct RecordOptions {
     pub live: bool,
     /// Record the kernel's nftrace messages (and install the marking table).
     pub nftrace: bool,
+    pub mode: Mode,
+    pub backend: BackendChoice,
+    /// Multi mode: at most this many functions (0 = all).
+    pub max_functions: usize,
+    /// A function cache from `discover --output` instead of discovering.
+    pub functions_file: Option<PathBuf>,
+    /// Size of the skb tracking map; 0 turns tracking off.
+    pub tracked_skbs: u32,
     pub command_line: Vec<String>,
 }
 
@@ -73,6 +83,11 @@ impl RecordOptions {
             segment_rows: 4 << 20,
             live: false,
             nftrace: true,
+            mode: Mode::Full,
+            backend: BackendChoice::Auto,
+            max_functions: 0,
+            functions_file: None,
+            tracked_skbs: nft_schema::raw::DEFAULT_TRACKED_SKBS,
             command_line: std::env::args().collect(),
         }
     }
@@ -107,6 +122,12 @@ pub enum RecordError {
     Drain(#[from] crate::drain::DrainError),
     #[error(transparent)]
     Write(#[from] crate::writer::segments::SegmentError),
+    #[error("discovering kernel functions: {0}")]
+    Discover(#[from] crate::discover::DiscoverError),
+    #[error("--functions: {0}")]
+    FunctionCache(#[from] crate::discover::cache::CacheError),
+    #[error(transparent)]
+    Functions(#[from] functions::FunctionsError),
     #[error("no probe could be attached: {0}")]
     NothingAttached(String),
     #[error("{0}")]
@@ -190,6 +211,18 @@ pub fn record(opts: &RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSumma
         tracepoints.retain(|t| opts.tracepoints.contains(&t.name));
     }
     let drop_reasons = btf.drop_reasons()?;
+    let tracking = opts.tracked_skbs > 0 && (filter.flags != 0 || !netns.is_empty());
+    let function_plan = if opts.mode == Mode::Nft || opts.backend == BackendChoice::Tracepoint {
+        Vec::new()
+    } else {
+        let discovered = match &opts.functions_file {
+            Some(path) => crate::discover::cache::read(path)?.functions,
+            None => {
+                crate::discover::discover(&crate::discover::DiscoverOptions::default())?.functions
+            }
+        };
+        functions::plan(&discovered, opts.mode, opts.max_functions, tracking)
+    };
     let aya_btf = aya::Btf::from_sys_fs().map_err(|e| RecordError::AyaBtf(e.to_string()))?;
     output_dir(&opts.output)?;
     let dir = opts.output.clone();
@@ -205,6 +238,8 @@ pub fn record(opts: &RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSumma
             tracepoints,
             drop_reasons,
             aya_btf,
+            function_plan,
+            tracking,
         },
     );
     if result.is_err() {
@@ -224,6 +259,8 @@ struct RecordInputs {
     tracepoints: Vec<crate::kernel::btf::SkbTracepoint>,
     drop_reasons: Vec<(u32, String)>,
     aya_btf: aya::Btf,
+    function_plan: Vec<crate::sources::function::FunctionProbe>,
+    tracking: bool,
 }
 
 fn record_into(
@@ -240,6 +277,8 @@ fn record_into(
         tracepoints,
         drop_reasons,
         aya_btf,
+        function_plan,
+        tracking,
     } = inputs;
     let dir = dir.to_path_buf();
 
@@ -247,6 +286,7 @@ fn record_into(
     let mut config = ProbeConfig::unfiltered(offsets);
     config.filter = filter;
     config.netns_count = netns.len() as u32;
+    config.track_skbs = tracking as u32;
     for (slot, ns) in config.netns.iter_mut().zip(&netns) {
         *slot = ns.inode;
     }
@@ -254,7 +294,9 @@ fn record_into(
         config,
         ringbuf_bytes: opts.ringbuf_bytes,
         btf: Some(&aya_btf),
+        tracked_skbs: opts.tracked_skbs,
     })?;
+    let attach_start = std::time::Instant::now();
     let reader = EventReader::take(&mut obj)?;
     let losses = LossCounters::take(&mut obj)?;
 
@@ -299,6 +341,52 @@ fn record_into(
             attached: false,
             error: Some(why),
         });
+    }
+    let fns = {
+        let addresses = names
+            .kallsyms
+            .as_ref()
+            .map(Kallsyms::addresses_by_name)
+            .unwrap_or_default();
+        functions::attach(&mut obj, &function_plan, opts.backend, &aya_btf, &addresses)?
+    };
+    let attach_seconds = attach_start.elapsed().as_secs_f64();
+    let mut functions_attached = 0u64;
+    for (probe, result) in &fns.results {
+        attach_plan.push(AttachResult {
+            probe: probe.name.clone(),
+            attached: result.is_ok(),
+            error: result.as_ref().err().cloned(),
+        });
+        if result.is_ok() {
+            functions_attached += 1;
+            names.probes.insert(probe.probe_id, probe.name.clone());
+            probe_rows.push(ProbeRow {
+                probe_id: probe.probe_id,
+                kind: "function".into(),
+                name: probe.name.clone(),
+                skb_arg: probe.skb_pos - 1,
+            });
+        }
+    }
+    if functions_attached > 0 {
+        // The loss bucket every function shares.
+        probe_rows.push(ProbeRow {
+            probe_id: PROBE_FUNCTION_BASE,
+            kind: "functions".into(),
+            name: "(all functions)".into(),
+            skb_arg: 0,
+        });
+    }
+    if !function_plan.is_empty() && (functions_attached as usize) < function_plan.len() {
+        let first_error = fns.results.iter().find_map(|(_, r)| r.as_ref().err());
+        tracing::warn!(
+            "{} of {} kernel functions attached with backend {} (first failure: {})",
+            functions_attached,
+            function_plan.len(),
+            fns.backend,
+            first_error.map_or("-", String::as_str)
+        );
     }
     if probe_rows.is_empty() {
         let why = attach_plan
@@ -420,7 +508,12 @@ fn record_into(
         started_ns,
         stopped_ns: None,
         command_line: opts.command_line.clone(),
-        backend: "tracepoint".into(),
+        backend: fns.backend.into(),
+        mode: opts.mode.name().into(),
+        functions_requested: function_plan.len() as u64,
+        functions_attached,
+        attach_seconds,
+        detach_seconds: None,
         netns: netns.clone(),
         filters: filters_given,
         attach_plan,
@@ -474,7 +567,12 @@ fn record_into(
     );
 
     // Only attached probes can count losses: read their slots, not all.
-    let attached_probes: Vec<u32> = probe_rows.iter().map(|p| p.probe_id).collect();
+    // Functions share one bucket (`PROBE_FUNCTION_BASE`).
+    let attached_probes: Vec<u32> = probe_rows
+        .iter()
+        .map(|p| p.probe_id)
+        .filter(|&id| id <= PROBE_FUNCTION_BASE)
+        .collect();
     let deadline = opts.duration.map(|d| std::time::Instant::now() + d);
     let mut loss_rows: Vec<LossRow> = Vec::new();
     let mut previous: BTreeMap<(u32, u32, &'static str), u64> = BTreeMap::new();
@@ -529,7 +627,10 @@ fn record_into(
     }
 
     // --- stop: detach, final counts, drain, close ---------------------------
+    let detach_start = std::time::Instant::now();
+    drop(fns.links);
     drop(obj); // detaches every program; maps we took stay readable
+    let detach_seconds = detach_start.elapsed().as_secs_f64();
     sample(&mut loss_rows)?;
     drain_stop.store(true, Ordering::Release);
     let drained = drain
@@ -599,6 +700,7 @@ fn record_into(
     m.nftrace_events = nftrace_events;
     m.lost_events = lost;
     m.stopped_ns = Some(monotonic_ns());
+    m.detach_seconds = Some(detach_seconds);
     m.end = end.clone();
     m.ended_cleanly = !end.starts_with("error");
     write_manifest(&dir, &m)?;

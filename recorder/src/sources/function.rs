@@ -1,19 +1,34 @@
 //! Function source, userspace side: kprobe and fentry programs
 //! (`ebpf/src/function.rs`) on kernel functions taking an skb.
 //!
-//! A kprobe program loads once and attaches to many functions; an fentry
-//! program fixes its target at load time (one load per function) but costs
-//! less per hit.
+//! A kprobe program per skb position loads once and attaches to every
+//! function of that position; an fentry program fixes its target at load
+//! time, so it is loaded once per function (load, attach, keep the link,
+//! unload, load again), which costs more at start-up and less per hit. Both
+//! find their function's probe id in `FUNC_IDS` by address, so the map is
+//! filled from `/proc/kallsyms` before anything is attached.
 
-use aya::programs::{FEntry, KProbe};
-use nft_schema::raw::names::{PROG_FENTRY_SKB_1, PROG_KPROBE_SKB_1};
+use std::collections::HashMap;
+
+use aya::maps::HashMap as BpfHashMap;
+use aya::programs::{fentry::FEntryLink, FEntry, KProbe, ProgramError};
+use nft_schema::raw::{
+    names::{fentry_program, kprobe_program, MAP_FUNC_IDS},
+    FUNC_FREES_SKB,
+};
 
 use super::{chain, AttachError, KernelContext, Source};
-use crate::loader::{LoadOptions, LoadedObject};
+use crate::loader::{LoadError, LoadOptions, LoadedObject};
 
 /// The function `check` attaches to: a landmark of the IPv4 receive path
 /// that every kernel has.
 pub const CHECK_FUNCTION: &str = "ip_rcv";
+
+/// Functions after which an skb's memory is gone: they end its tracking.
+/// (`kfree_skbmem` on the normal path, `napi_skb_cache_put` when the skb
+/// goes back to the per-CPU cache; the `kfree_skb` and `consume_skb`
+/// tracepoints do the same.)
+pub const FREEING_FUNCTIONS: &[&str] = &["kfree_skbmem", "napi_skb_cache_put"];
 
 /// Which function-tracing mechanism.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,57 +37,196 @@ pub enum FunctionBackend {
     Fentry,
 }
 
-/// Attaches the skb-at-parameter-1 program of `backend` to `function`.
-pub fn attach(
-    obj: &mut LoadedObject,
-    backend: FunctionBackend,
-    function: &str,
-    btf: Option<&aya::Btf>,
-) -> Result<(), AttachError> {
-    match backend {
-        FunctionBackend::Kprobe => {
-            let err = |source: aya::programs::ProgramError| AttachError::Program {
-                program: PROG_KPROBE_SKB_1.to_string(),
-                target: function.to_string(),
-                source: Box::new(source),
-            };
-            let prog: &mut KProbe = obj
-                .ebpf
-                .program_mut(PROG_KPROBE_SKB_1)
-                .ok_or_else(|| AttachError::NoProgram(PROG_KPROBE_SKB_1.into()))?
-                .try_into()
-                .map_err(err)?;
-            prog.load().map_err(err)?;
-            prog.attach(function, 0).map_err(err)?;
-        }
-        FunctionBackend::Fentry => {
-            let btf = btf.ok_or(AttachError::NoBtf("fentry"))?;
-            let err = |source: aya::programs::ProgramError| AttachError::Program {
-                program: PROG_FENTRY_SKB_1.to_string(),
-                target: function.to_string(),
-                source: Box::new(source),
-            };
-            let prog: &mut FEntry = obj
-                .ebpf
-                .program_mut(PROG_FENTRY_SKB_1)
-                .ok_or_else(|| AttachError::NoProgram(PROG_FENTRY_SKB_1.into()))?
-                .try_into()
-                .map_err(err)?;
-            prog.load(function, btf).map_err(err)?;
-            prog.attach().map_err(err)?;
+impl FunctionBackend {
+    pub fn name(self) -> &'static str {
+        match self {
+            FunctionBackend::Kprobe => "kprobe",
+            FunctionBackend::Fentry => "fentry",
         }
     }
-    Ok(())
+}
+
+/// One function of the plan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FunctionProbe {
+    pub name: String,
+    /// 1-based position of the skb parameter.
+    pub skb_pos: u8,
+    pub probe_id: u32,
+}
+
+/// Links that do not live in the object: fentry's, one per function.
+/// Dropping them detaches.
+#[derive(Default)]
+pub struct FunctionLinks {
+    fentry: Vec<FEntryLink>,
+}
+
+impl FunctionLinks {
+    pub fn len(&self) -> usize {
+        self.fentry.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.fentry.is_empty()
+    }
+
+    pub fn extend(&mut self, other: FunctionLinks) {
+        self.fentry.extend(other.fentry);
+    }
+}
+
+/// Writes every planned function's addresses into `FUNC_IDS`. Returns the
+/// functions that cannot be traced because kallsyms does not list them
+/// (with the reason); the others are ready to attach.
+pub fn register_ids(
+    obj: &mut LoadedObject,
+    probes: &[FunctionProbe],
+    addresses: &HashMap<&str, Vec<u64>>,
+) -> Result<Vec<(String, String)>, LoadError> {
+    let map_err = |source| LoadError::Map {
+        name: MAP_FUNC_IDS,
+        source,
+    };
+    let map = obj
+        .ebpf
+        .map_mut(MAP_FUNC_IDS)
+        .ok_or(LoadError::NoMap(MAP_FUNC_IDS))?;
+    let mut ids: BpfHashMap<_, u64, u32> = BpfHashMap::try_from(map).map_err(map_err)?;
+    let mut missing = Vec::new();
+    for p in probes {
+        let Some(addrs) = addresses.get(p.name.as_str()) else {
+            missing.push((p.name.clone(), "not in /proc/kallsyms".to_string()));
+            continue;
+        };
+        let mut value = p.probe_id;
+        if FREEING_FUNCTIONS.contains(&p.name.as_str()) {
+            value |= FUNC_FREES_SKB;
+        }
+        for &addr in addrs {
+            // A kprobe reports the function's address or the one after its
+            // `endbr64`, depending on the kernel: register both.
+            for a in [addr, addr + 4] {
+                ids.insert(a, value, 0).map_err(map_err)?;
+            }
+        }
+    }
+    Ok(missing)
+}
+
+/// What attaching a plan gave: per function, attached or why not.
+pub struct Attached {
+    pub results: Vec<(String, Result<(), String>)>,
+    pub links: FunctionLinks,
+}
+
+/// Attaches every function of `probes` with `backend`. Never stops at a
+/// failure: each one is reported with its reason.
+pub fn attach_all(
+    obj: &mut LoadedObject,
+    backend: FunctionBackend,
+    probes: &[FunctionProbe],
+    btf: Option<&aya::Btf>,
+) -> Attached {
+    let mut results = Vec::with_capacity(probes.len());
+    let mut links = FunctionLinks::default();
+    match backend {
+        FunctionBackend::Kprobe => {
+            for pos in 1..=5u8 {
+                let group: Vec<&FunctionProbe> =
+                    probes.iter().filter(|p| p.skb_pos == pos).collect();
+                if group.is_empty() {
+                    continue;
+                }
+                let program = kprobe_program(pos);
+                match load_kprobe(obj, &program) {
+                    Ok(prog) => {
+                        for p in group {
+                            let r = prog
+                                .attach(&p.name, 0)
+                                .map(drop)
+                                .map_err(|e| chain(&program_error(&program, &p.name, e)));
+                            results.push((p.name.clone(), r));
+                        }
+                    }
+                    Err(e) => {
+                        let why = chain(&e);
+                        results.extend(group.iter().map(|p| (p.name.clone(), Err(why.clone()))));
+                    }
+                }
+            }
+        }
+        FunctionBackend::Fentry => {
+            for p in probes {
+                let r = match btf {
+                    None => Err(AttachError::NoBtf("fentry").to_string()),
+                    Some(btf) => attach_fentry(obj, p, btf)
+                        .map(|link| links.fentry.push(link))
+                        .map_err(|e| chain(&e)),
+                };
+                results.push((p.name.clone(), r));
+            }
+        }
+    }
+    Attached { results, links }
+}
+
+fn program_error(program: &str, target: &str, source: ProgramError) -> AttachError {
+    AttachError::Program {
+        program: program.to_string(),
+        target: target.to_string(),
+        source: Box::new(source),
+    }
+}
+
+fn load_kprobe<'a>(
+    obj: &'a mut LoadedObject,
+    program: &str,
+) -> Result<&'a mut KProbe, AttachError> {
+    let prog: &mut KProbe = obj
+        .ebpf
+        .program_mut(program)
+        .ok_or_else(|| AttachError::NoProgram(program.into()))?
+        .try_into()
+        .map_err(|e| program_error(program, "(load)", e))?;
+    // `--backend auto` may have loaded it already, to try one function.
+    if prog.fd().is_err() {
+        prog.load()
+            .map_err(|e| program_error(program, "(load)", e))?;
+    }
+    Ok(prog)
+}
+
+/// Loads the fentry program of `p`'s position against `p`, attaches it and
+/// returns the link; the program is unloaded again so the next function can
+/// load it (the link keeps this instance alive in the kernel).
+fn attach_fentry(
+    obj: &mut LoadedObject,
+    p: &FunctionProbe,
+    btf: &aya::Btf,
+) -> Result<FEntryLink, AttachError> {
+    let program = fentry_program(p.skb_pos);
+    let err = |e| program_error(&program, &p.name, e);
+    let prog: &mut FEntry = obj
+        .ebpf
+        .program_mut(&program)
+        .ok_or_else(|| AttachError::NoProgram(program.clone()))?
+        .try_into()
+        .map_err(err)?;
+    let result = prog
+        .load(&p.name, btf)
+        .and_then(|()| prog.attach())
+        .and_then(|id| prog.take_link(id));
+    // Unload whatever happened, so the next function starts clean.
+    let _ = prog.unload();
+    result.map_err(err)
 }
 
 pub struct FunctionSource(pub FunctionBackend);
 
 impl Source for FunctionSource {
     fn name(&self) -> &'static str {
-        match self.0 {
-            FunctionBackend::Kprobe => "kprobe",
-            FunctionBackend::Fentry => "fentry",
-        }
+        self.0.name()
     }
 
     fn try_on_running_kernel(&self, kernel: &KernelContext) -> Result<String, String> {
@@ -80,9 +234,19 @@ impl Source for FunctionSource {
             config: kernel.config,
             ringbuf_bytes: 4096,
             btf: kernel.aya_btf.as_ref(),
+            tracked_skbs: 1,
         })
         .map_err(|e| chain(&e))?;
-        attach(&mut obj, self.0, CHECK_FUNCTION, kernel.aya_btf.as_ref()).map_err(|e| chain(&e))?;
-        Ok(format!("attached {}/{CHECK_FUNCTION}", self.name()))
+        let probe = FunctionProbe {
+            name: CHECK_FUNCTION.into(),
+            skb_pos: 1,
+            probe_id: nft_schema::raw::PROBE_FUNCTION_BASE + 1,
+        };
+        let attached = attach_all(&mut obj, self.0, &[probe], kernel.aya_btf.as_ref());
+        match attached.results.into_iter().next() {
+            Some((_, Ok(()))) => Ok(format!("attached {}/{CHECK_FUNCTION}", self.name())),
+            Some((_, Err(why))) => Err(why),
+            None => Err("nothing attached".into()),
+        }
     }
 }

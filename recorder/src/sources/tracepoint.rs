@@ -48,10 +48,22 @@ pub fn display_name(tracepoint: &str) -> String {
 /// of their argument position are returned separately (with the reason) so
 /// the manifest can say what is not covered.
 pub fn plan(tracepoints: &[SkbTracepoint]) -> (Vec<TracepointProbe>, Vec<(String, String)>) {
+    // Slot 0 of argument 0 is `skb:consume_skb`'s: its program ends skb
+    // tracking (`ebpf/src/tracepoint.rs`).
     let mut used = [0u32; TP_SLOTS.len()];
+    used[0] = 1;
     let mut probes = Vec::new();
     let mut skipped = Vec::new();
     for tp in tracepoints {
+        if tp.name == "consume_skb" && tp.skb_arg == 0 {
+            probes.push(TracepointProbe {
+                tracepoint: tp.name.clone(),
+                skb_arg: 0,
+                probe_id: tp_slot_base(0),
+                program: tp_slot_program(0, 0),
+            });
+            continue;
+        }
         if tp.name == "kfree_skb" {
             probes.push(TracepointProbe {
                 tracepoint: tp.name.clone(),
@@ -133,13 +145,14 @@ impl Source for TracepointSource {
             config: kernel.config,
             ringbuf_bytes: 4096,
             btf: Some(btf),
+            tracked_skbs: 1,
         })
         .map_err(|e| chain(&e))?;
         let probe = TracepointProbe {
             tracepoint: CHECK_TRACEPOINT.into(),
             skb_arg: 0,
-            probe_id: 0,
-            program: tp_slot_program(0, 0),
+            probe_id: 1,
+            program: tp_slot_program(0, 1),
         };
         attach(&mut obj, &probe, btf).map_err(|e| chain(&e))?;
         // Dropping `obj` detaches and unloads.
@@ -161,9 +174,9 @@ mod tests {
     #[test]
     fn slots_are_assigned_per_argument_and_kfree_skb_is_special() {
         let (probes, skipped) = plan(&[
-            tp("consume_skb", 0),
             tp("kfree_skb", 0),
             tp("netif_rx", 0),
+            tp("consume_skb", 0),
             tp("tcp_retransmit_skb", 1),
             tp("weird", 7),
         ]);

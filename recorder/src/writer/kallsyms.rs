@@ -43,9 +43,14 @@ impl Kallsyms {
         }
     }
 
-    /// Address of a symbol by exact name.
-    pub fn address_of(&self, name: &str) -> Option<u64> {
-        self.symbols.iter().find(|s| s.1 == name).map(|s| s.0)
+    /// Every address of each text symbol name (static functions of the same
+    /// name in several files have several).
+    pub fn addresses_by_name(&self) -> std::collections::HashMap<&str, Vec<u64>> {
+        let mut out: std::collections::HashMap<&str, Vec<u64>> = Default::default();
+        for (addr, name) in &self.symbols {
+            out.entry(name.as_str()).or_default().push(*addr);
+        }
+        out
     }
 }
 
@@ -66,6 +71,9 @@ mod tests {
         assert_eq!(k.resolve(0xffffffff81000104), "ip_rcv+0x4");
         assert_eq!(k.resolve(0xffffffff81000000), "_stext+0x0");
         assert_eq!(k.resolve(0x10), "0x10");
-        assert_eq!(k.address_of("ip_rcv"), Some(0xffffffff81000100));
+        assert_eq!(
+            k.addresses_by_name().get("ip_rcv"),
+            Some(&vec![0xffffffff81000100])
+        );
     }
 }

@@ -29,3 +29,28 @@ ip netns exec a nc -z -w 1 10.9.0.2 9 || true
 wait $rec
 ip netns exec b nft -j list table inet fw > /out/counters.json
 echo "suite: done"
+
+# Function tracing (issue 5). The marker table sets mark 7 on ICMP in b's
+# prerouting, so `--mark 0` matches an echo request at ip_rcv but no longer
+# at icmp_rcv: only skb tracking reports it there. kprobe with and
+# without tracking (the default recording above was fentry).
+ip netns exec b nft -f - <<'NFT'
+table ip marker {
+  chain pre {
+    type filter hook prerouting priority -150; policy accept;
+    ip protocol icmp meta mark set 7
+  }
+}
+NFT
+record_ping() { # DIR ARGS...
+  local dir=$1; shift
+  nft-recorder record -o "$dir" --netns b --mark 0 --no-nftrace --duration 6 "$@" &
+  local rec=$!
+  while [ ! -e "$dir/recording.json" ]; do sleep 0.2; done
+  ip netns exec a ping -q -c 3 -i 0.2 10.9.0.2
+  wait $rec
+}
+record_ping /out/kprobe --backend kprobe
+record_ping /out/untracked --backend kprobe --track-skbs 0
+nft-recorder discover > /out/discover.txt
+echo "suite: functions done"

@@ -1,0 +1,230 @@
+//! Which kernel functions a recording traces (`--mode`, `--max-functions`,
+//! `--functions`) and with which backend (`--backend`), and attaching them.
+//! The mechanisms themselves are in `sources/function.rs`.
+
+use std::collections::HashMap;
+
+use nft_schema::raw::{MAX_FUNCTIONS, PROBE_FUNCTION_BASE};
+
+use crate::discover::DiscoveredFunction;
+use crate::loader::LoadedObject;
+use crate::sources::function::{
+    attach_all, register_ids, FunctionBackend, FunctionLinks, FunctionProbe, FREEING_FUNCTIONS,
+};
+
+/// `record --mode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// nftables events and tracepoints only.
+    Nft,
+    /// Plus the priority-0 functions (the landmarks of every path).
+    Full,
+    /// Plus discovered functions by priority, up to --max-functions.
+    Multi,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Nft => "nft",
+            Mode::Full => "full",
+            Mode::Multi => "multi",
+        }
+    }
+}
+
+/// `record --backend`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendChoice {
+    /// fentry, else kprobe, else tracepoints only.
+    Auto,
+    Fentry,
+    Kprobe,
+    /// Tracepoints only: no kernel functions.
+    Tracepoint,
+}
+
+/// The functions to trace, each with its probe id. `max_functions` 0 means
+/// all (multi mode). When `tracking`, the functions that free skbs are added
+/// so tracked skbs are forgotten when freed.
+pub fn plan(
+    discovered: &[DiscoveredFunction],
+    mode: Mode,
+    max_functions: usize,
+    tracking: bool,
+) -> Vec<FunctionProbe> {
+    let mut chosen: Vec<&DiscoveredFunction> = match mode {
+        Mode::Nft => return Vec::new(),
+        Mode::Full => discovered.iter().filter(|f| f.priority == 0).collect(),
+        Mode::Multi => {
+            let mut all: Vec<&DiscoveredFunction> = discovered.iter().collect();
+            // Most important first, so --max-functions keeps those.
+            all.sort_by(|a, b| (a.priority, &a.name).cmp(&(b.priority, &b.name)));
+            if max_functions > 0 {
+                all.truncate(max_functions);
+            }
+            all
+        }
+    };
+    if tracking {
+        for name in FREEING_FUNCTIONS {
+            if !chosen.iter().any(|f| f.name == *name) {
+                if let Some(f) = discovered.iter().find(|f| f.name == *name) {
+                    chosen.push(f);
+                }
+            }
+        }
+    }
+    chosen.truncate(MAX_FUNCTIONS as usize);
+    chosen
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| FunctionProbe {
+            name: f.name.clone(),
+            skb_pos: f.skb_pos,
+            probe_id: PROBE_FUNCTION_BASE + 1 + i as u32,
+        })
+        .collect()
+}
+
+/// What attaching the plan gave.
+pub struct FunctionsAttached {
+    /// `fentry`, `kprobe`, or `tracepoint` when no function could be traced.
+    pub backend: &'static str,
+    /// Per function: attached, or why not.
+    pub results: Vec<(FunctionProbe, Result<(), String>)>,
+    pub links: FunctionLinks,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FunctionsError {
+    #[error("--backend {backend}: no function could be attached ({why})")]
+    Backend { backend: &'static str, why: String },
+    #[error(transparent)]
+    Load(#[from] crate::loader::LoadError),
+}
+
+/// Fills `FUNC_IDS` and attaches the plan. `auto` tries fentry, then
+/// kprobe, on the first function, and keeps the first that works; if
+/// neither does, no function is traced and every one says why.
+pub fn attach(
+    obj: &mut LoadedObject,
+    plan: &[FunctionProbe],
+    choice: BackendChoice,
+    btf: &aya::Btf,
+    addresses: &HashMap<&str, Vec<u64>>,
+) -> Result<FunctionsAttached, FunctionsError> {
+    let none = |backend, results| FunctionsAttached {
+        backend,
+        results,
+        links: FunctionLinks::default(),
+    };
+    if plan.is_empty() || choice == BackendChoice::Tracepoint {
+        return Ok(none("tracepoint", Vec::new()));
+    }
+    let missing: HashMap<String, String> =
+        register_ids(obj, plan, addresses)?.into_iter().collect();
+    let (ready, unnamed): (Vec<FunctionProbe>, Vec<FunctionProbe>) = plan
+        .iter()
+        .cloned()
+        .partition(|p| !missing.contains_key(&p.name));
+    let mut results: Vec<(FunctionProbe, Result<(), String>)> = unnamed
+        .into_iter()
+        .map(|p| {
+            let why = missing[&p.name].clone();
+            (p, Err(why))
+        })
+        .collect();
+    let Some(first) = ready.first() else {
+        return Ok(none("tracepoint", results));
+    };
+
+    let candidates: &[FunctionBackend] = match choice {
+        BackendChoice::Auto => &[FunctionBackend::Fentry, FunctionBackend::Kprobe],
+        BackendChoice::Fentry => &[FunctionBackend::Fentry],
+        BackendChoice::Kprobe => &[FunctionBackend::Kprobe],
+        BackendChoice::Tracepoint => unreachable!("handled above"),
+    };
+    let mut tried = Vec::new();
+    for &backend in candidates {
+        let probe = attach_all(obj, backend, std::slice::from_ref(first), Some(btf));
+        match probe.results.into_iter().next() {
+            Some((_, Ok(()))) => {
+                let rest = attach_all(obj, backend, &ready[1..], Some(btf));
+                let mut links = probe.links;
+                links.extend(rest.links);
+                results.push((first.clone(), Ok(())));
+                let by_name: HashMap<&str, &FunctionProbe> =
+                    ready.iter().map(|p| (p.name.as_str(), p)).collect();
+                for (name, r) in rest.results {
+                    results.push(((*by_name[name.as_str()]).clone(), r));
+                }
+                return Ok(FunctionsAttached {
+                    backend: backend.name(),
+                    results,
+                    links,
+                });
+            }
+            Some((_, Err(why))) => tried.push(format!("{}: {why}", backend.name())),
+            None => tried.push(format!("{}: nothing attached", backend.name())),
+        }
+    }
+    let why = tried.join("; ");
+    if choice != BackendChoice::Auto {
+        return Err(FunctionsError::Backend {
+            backend: candidates[0].name(),
+            why,
+        });
+    }
+    results.extend(
+        ready
+            .into_iter()
+            .map(|p| (p, Err(format!("no function backend works here ({why})")))),
+    );
+    Ok(none("tracepoint", results))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::discover::Layer;
+
+    fn f(name: &str, priority: u8) -> DiscoveredFunction {
+        DiscoveredFunction {
+            name: name.into(),
+            skb_pos: 1,
+            priority,
+            layer: Layer::Other,
+            module: None,
+        }
+    }
+
+    #[test]
+    fn modes_choose_by_priority_and_tracking_adds_the_frees() {
+        let found = [
+            f("ip_rcv", 0),
+            f("tcp_ack", 1),
+            f("kfree_skbmem", 2),
+            f("zz_other", 2),
+            f("dev_queue_xmit", 0),
+        ];
+        let names = |p: Vec<FunctionProbe>| p.into_iter().map(|p| p.name).collect::<Vec<_>>();
+        assert!(plan(&found, Mode::Nft, 0, true).is_empty());
+        assert_eq!(
+            names(plan(&found, Mode::Full, 0, false)),
+            ["ip_rcv", "dev_queue_xmit"]
+        );
+        assert_eq!(
+            names(plan(&found, Mode::Full, 0, true)),
+            ["ip_rcv", "dev_queue_xmit", "kfree_skbmem"]
+        );
+        assert_eq!(
+            names(plan(&found, Mode::Multi, 3, false)),
+            ["dev_queue_xmit", "ip_rcv", "tcp_ack"]
+        );
+        let all = plan(&found, Mode::Multi, 0, false);
+        assert_eq!(all.len(), 5);
+        assert_eq!(all[0].probe_id, PROBE_FUNCTION_BASE + 1);
+        assert_eq!(all[4].probe_id, PROBE_FUNCTION_BASE + 5);
+    }
+}
