@@ -13,38 +13,32 @@ use aya_ebpf::{
     programs::{FEntryContext, ProbeContext},
     EbpfContext,
 };
-use nft_schema::raw::{EventKind, FUNC_FREES_SKB, PROBE_FUNCTION_BASE};
+use nft_schema::raw::{EventKind, LossReason, FUNC_FREES_SKB, PROBE_FUNCTION_BASE};
 
-use crate::maps::FUNC_IDS;
+use crate::maps::{count_loss, FUNC_IDS};
 use crate::skb::{emit, Extra};
 
-/// Length of `endbr64`, which some kernels include in a kprobe's address.
-const ENDBR_LEN: u64 = 4;
-
 /// Emits the event of function `ip` for `skb`; `caller` is the return
-/// address into the calling function (0 when unknown).
+/// address into the calling function (0 when unknown). One lookup: the
+/// recorder registers each function's address and the address after its
+/// `endbr64`, whichever the kernel reports. An address missing from the map
+/// is counted as a loss and stops here, so the rest of the program is
+/// verified for one kind of state, not two.
 #[inline(always)]
 fn function_event(skb: u64, ip: u64, caller: u64) -> u32 {
-    // SAFETY: plain map lookups; the values are written before attaching.
-    let found = unsafe {
-        FUNC_IDS
-            .get(ip)
-            .or_else(|| FUNC_IDS.get(ip.wrapping_sub(ENDBR_LEN)))
-    };
-    let (probe_id, frees_skb, location) = match found {
-        Some(v) => (*v & !FUNC_FREES_SKB, *v & FUNC_FREES_SKB != 0, caller),
-        // Not in the plan (should not happen): keep the address so the
-        // function can still be named from the recording's kallsyms.
-        None => (PROBE_FUNCTION_BASE, false, ip),
+    // SAFETY: plain map lookup; values are written before attaching.
+    let Some(&value) = (unsafe { FUNC_IDS.get(ip) }) else {
+        count_loss(PROBE_FUNCTION_BASE, LossReason::UnknownFunction);
+        return 0;
     };
     emit(
         skb,
         Extra {
-            probe_id,
+            probe_id: value & !FUNC_FREES_SKB,
             kind: EventKind::Function,
-            location,
+            location: caller,
             drop_reason: 0,
-            frees_skb,
+            frees_skb: value & FUNC_FREES_SKB != 0,
         },
     )
 }

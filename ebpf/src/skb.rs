@@ -1,7 +1,7 @@
 //! Shared by every skb program: read the packet metadata through the
 //! BTF-derived offsets in `CONFIG`, apply the filters, emit one `SkbEvent`.
 
-use aya_ebpf::helpers::{bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_probe_read_kernel};
+use aya_ebpf::helpers::{bpf_get_smp_processor_id, bpf_ktime_get_ns, generated};
 use nft_schema::raw::{
     filter_flags as ff, EventKind, LossReason, PacketFilter, ProbeConfig, SkbEvent, MAX_NETNS,
     OFFSET_MISSING,
@@ -24,14 +24,26 @@ const IPPROTO_ICMPV6: u8 = 58;
 const HEADER_UNSET: u16 = 0xffff;
 
 /// Reads a `T` at `base + offset` in kernel memory; zero when the offset is
-/// missing or the read faults.
+/// missing or the read faults. No branch on the read's result: the helper
+/// zeroes the destination on a fault, and a branch per read (Ok vs Err, or
+/// a null check) doubled the verifier's states at each read, which the 6.1
+/// verifier could not afford in the function programs.
 #[inline(always)]
 fn read_at<T: Default>(base: u64, offset: u32) -> T {
-    if base == 0 || offset == OFFSET_MISSING {
-        return T::default();
+    let mut v = T::default();
+    if offset == OFFSET_MISSING {
+        return v;
     }
-    // SAFETY: bpf_probe_read_kernel checks the address; a bad one returns Err.
-    unsafe { bpf_probe_read_kernel((base + offset as u64) as *const T) }.unwrap_or_default()
+    // SAFETY: bpf_probe_read_kernel checks the address and zeroes `v` when
+    // the read faults; `v` is a plain-data local of the right size.
+    unsafe {
+        generated::bpf_probe_read_kernel(
+            (&mut v as *mut T).cast(),
+            core::mem::size_of::<T>() as u32,
+            (base.wrapping_add(offset as u64)) as *const core::ffi::c_void,
+        );
+    }
+    v
 }
 
 /// What the optional extras of one event are.

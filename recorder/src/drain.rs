@@ -84,6 +84,7 @@ pub fn loss_reason_name(reason: LossReason) -> &'static str {
         LossReason::RingbufFull => "ringbuf_full",
         LossReason::NoConfig => "no_config",
         LossReason::TrackFull => "tracking_full",
+        LossReason::UnknownFunction => "unknown_function",
     }
 }
 

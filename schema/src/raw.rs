@@ -248,13 +248,16 @@ pub enum LossReason {
     /// The `TRACKED` map was full: this skb passed the filters but its later
     /// events at probes where it no longer matches will be missed.
     TrackFull = 2,
+    /// A function program ran at an address missing from `FUNC_IDS`.
+    UnknownFunction = 3,
 }
 
 impl LossReason {
-    pub const ALL: [LossReason; 3] = [
+    pub const ALL: [LossReason; 4] = [
         LossReason::RingbufFull,
         LossReason::NoConfig,
         LossReason::TrackFull,
+        LossReason::UnknownFunction,
     ];
 }
 

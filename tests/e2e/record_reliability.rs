@@ -319,8 +319,21 @@ fn bad_input_is_refused_before_anything_is_attached() {
         ),
         (&["--ringbuf-size", "5000"], "must be a power of two"),
         (&["--duration", "0"], "must be a positive number of seconds"),
+        (
+            &["--functions", "/nonexistent/functions.json"],
+            "--functions: /nonexistent/functions.json",
+        ),
     ];
-    for (args, expected) in cases {
+    let mut cases = cases.to_vec();
+    // An explicit function backend the kernel refuses (this host has no
+    // kprobes) is an error, not a silent fallback.
+    if !std::path::Path::new("/sys/bus/event_source/devices/kprobe/type").exists() {
+        cases.push((
+            &["--backend", "kprobe"],
+            "--backend kprobe: no function could be attached",
+        ));
+    }
+    for (args, expected) in &cases {
         let mut full = vec!["record", "-o", dir.to_str().unwrap()];
         full.extend_from_slice(args);
         let out = recorder(&full);
