@@ -68,7 +68,13 @@ pub fn emit(skb: u64, extra: Extra) -> u32 {
     let off = &config.offsets;
 
     let dev: u64 = read_at(skb, off.skb_dev);
-    let net: u64 = read_at(dev, off.dev_nd_net);
+    // The device's namespace; before the skb has a device (local output),
+    // its socket's.
+    let mut net: u64 = read_at(dev, off.dev_nd_net);
+    if dev == 0 {
+        let sk: u64 = read_at(skb, off.skb_sk);
+        net = read_at(sk, off.sk_net);
+    }
     let netns: u32 = read_at(net, off.net_inum);
 
     // `skb` stays out of the stack copy: in tp_btf/fentry it is a typed

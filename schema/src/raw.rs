@@ -94,6 +94,11 @@ pub struct KernelOffsets {
     pub dev_nd_net: u32,
     /// `net.ns.inum`
     pub net_inum: u32,
+    /// `sk_buff.sk`
+    pub skb_sk: u32,
+    /// `sock.__sk_common.skc_net` (a `possible_net_t`): the namespace of an
+    /// skb that has no device yet (local output).
+    pub sk_net: u32,
 }
 
 impl KernelOffsets {
@@ -108,6 +113,8 @@ impl KernelOffsets {
         dev_ifindex: OFFSET_MISSING,
         dev_nd_net: OFFSET_MISSING,
         net_inum: OFFSET_MISSING,
+        skb_sk: OFFSET_MISSING,
+        sk_net: OFFSET_MISSING,
     };
 }
 
@@ -326,9 +333,9 @@ mod tests {
     fn layouts_are_pinned() {
         assert_eq!(core::mem::size_of::<SkbEvent>(), 104);
         assert_eq!(core::mem::align_of::<SkbEvent>(), 8);
-        assert_eq!(core::mem::size_of::<KernelOffsets>(), 36);
+        assert_eq!(core::mem::size_of::<KernelOffsets>(), 44);
         assert_eq!(core::mem::size_of::<PacketFilter>(), 68);
-        assert_eq!(core::mem::size_of::<ProbeConfig>(), 36 + 32 + 4 + 68 + 4);
+        assert_eq!(core::mem::size_of::<ProbeConfig>(), 44 + 32 + 4 + 68 + 4);
     }
 
     #[test]

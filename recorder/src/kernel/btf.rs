@@ -69,19 +69,16 @@ impl KernelBtf {
     /// Any kernel's BTF file (for example one extracted from a Debian
     /// package), so discovery can run root-less against other kernels.
     pub fn from_file(path: &Path) -> Result<Self, BtfError> {
-        let btf = Btf::from_file(path).map_err(|source| BtfError::Open {
-            path: path.to_owned(),
-            source,
-        })?;
-        Ok(Self {
-            btf,
-            path: path.to_owned(),
-        })
+        Self::opened(path, Btf::from_file(path))
     }
 
     /// A module's split BTF (`/sys/kernel/btf/<module>`) over this base.
     pub fn module(&self, path: &Path) -> Result<Self, BtfError> {
-        let btf = Btf::from_split_file(path, &self.btf).map_err(|source| BtfError::Open {
+        Self::opened(path, Btf::from_split_file(path, &self.btf))
+    }
+
+    fn opened(path: &Path, btf: Result<Btf, btf_rs::Error>) -> Result<Self, BtfError> {
+        let btf = btf.map_err(|source| BtfError::Open {
             path: path.to_owned(),
             source,
         })?;
@@ -182,6 +179,8 @@ impl KernelBtf {
             dev_ifindex: get("net_device", "ifindex")?,
             dev_nd_net: get("net_device", "nd_net")?,
             net_inum: get("net", "ns.inum")?,
+            skb_sk: get("sk_buff", "sk")?,
+            sk_net: get("sock", "__sk_common.skc_net")?,
         };
         Ok((offsets, missing))
     }
