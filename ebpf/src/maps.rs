@@ -42,7 +42,7 @@ pub fn count_loss(probe_id: u32, reason: LossReason) {
 pub static FUNC_IDS: HashMap<u64, u32> = HashMap::with_max_entries(2 * MAX_FUNCTIONS, 0);
 
 /// skbs that passed the filters, followed by address until freed
-/// (`ProbeConfig::track_skbs`). The size is set by the recorder
+/// (`ProbeConfig::track_skbs`): skb address -> when last reported. The size is set by the recorder
 /// (`--track-skbs`); a full map is counted as a loss.
 #[map]
-pub static TRACKED: HashMap<u64, u8> = HashMap::with_max_entries(DEFAULT_TRACKED_SKBS, 0);
+pub static TRACKED: HashMap<u64, u64> = HashMap::with_max_entries(DEFAULT_TRACKED_SKBS, 0);

@@ -9,8 +9,8 @@ use nft_schema::raw::{
 
 use crate::maps::{count_loss, CONFIG, EVENTS, TRACKED};
 
-/// `bpf_map_update_elem` flag: fail if the key exists.
-const BPF_NOEXIST: u64 = 1;
+/// `bpf_map_update_elem` flag: insert or update.
+const BPF_ANY: u64 = 0;
 /// `-E2BIG`: the map is full.
 const E2BIG: i32 = -7;
 
@@ -98,17 +98,25 @@ pub fn emit(skb: u64, extra: Extra) -> u32 {
     // walks the parsing once: branching on tracking (or on the namespace)
     // first made it walk the parsing once per branch, doubling load time.
     let pass = netns_allowed(config, netns) && matches(&config.filter, &ev);
+    // SAFETY: helper without preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
     if config.track_skbs != 0 {
+        // Tracked: matched earlier and seen within the last `track_ttl_ns`
+        // (an entry whose free no probe saw goes stale instead of claiming
+        // the next skb at that address).
         let key = skb;
-        if pass && !extra.frees_skb {
-            if let Err(E2BIG) = TRACKED.insert(key, 0u8, BPF_NOEXIST) {
-                count_loss(extra.probe_id, LossReason::TrackFull);
-            }
-        } else if !pass && TRACKED.get_ptr(key).is_none() {
+        let fresh = match TRACKED.get_ptr(key) {
+            // SAFETY: a u64 in our own map.
+            Some(seen) => now.wrapping_sub(unsafe { *seen }) <= config.track_ttl_ns,
+            None => false,
+        };
+        if !pass && !fresh {
             return 0;
         }
         if extra.frees_skb {
             let _ = TRACKED.remove(key);
+        } else if let Err(E2BIG) = TRACKED.insert(key, now, BPF_ANY) {
+            count_loss(extra.probe_id, LossReason::TrackFull);
         }
     } else if !pass {
         return 0;
@@ -120,9 +128,9 @@ pub fn emit(skb: u64, extra: Extra) -> u32 {
     };
     // SAFETY: helpers without preconditions.
     unsafe {
-        ev.ts_ns = bpf_ktime_get_ns();
         ev.cpu = bpf_get_smp_processor_id();
     }
+    ev.ts_ns = now;
     let slot = entry.as_mut_ptr();
     // SAFETY: `slot` is our reserved, exclusively owned ring buffer record.
     unsafe {

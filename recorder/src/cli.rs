@@ -162,6 +162,10 @@ pub struct RecordArgs {
     /// loss.
     #[arg(long, default_value_t = nft_schema::raw::DEFAULT_TRACKED_SKBS, value_name = "N")]
     track_skbs: u32,
+    /// Forget a tracked skb not seen for this long (its free was missed and
+    /// the address may be another skb's by now).
+    #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
+    track_ttl: f64,
 }
 
 fn seconds(flag: &str, v: f64) -> anyhow::Result<Duration> {
@@ -200,6 +204,7 @@ impl RecordArgs {
         o.max_functions = self.max_functions;
         o.functions_file = self.functions;
         o.tracked_skbs = self.track_skbs;
+        o.track_ttl = seconds("track-ttl", self.track_ttl)?;
         Ok(o)
     }
 }

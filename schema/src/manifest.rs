@@ -32,6 +32,10 @@ pub struct Manifest {
     /// before modes existed.
     #[serde(default)]
     pub mode: String,
+    /// Whether skbs that matched the filters were followed until freed
+    /// (`record --track-skbs`).
+    #[serde(default)]
+    pub skb_tracking: bool,
     /// Kernel functions asked for, attached, and not (the failures, with
     /// their reasons, are in `attach_plan`).
     #[serde(default)]

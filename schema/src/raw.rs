@@ -170,6 +170,9 @@ pub struct ProbeConfig {
     /// it is freed (the `TRACKED` map), even where its headers are not
     /// parsed or were rewritten by NAT. 0: each event is filtered alone.
     pub track_skbs: u32,
+    /// A tracked skb not reported for this long is forgotten: its free was
+    /// not seen, and the address may belong to another skb now.
+    pub track_ttl_ns: u64,
 }
 
 impl ProbeConfig {
@@ -195,6 +198,7 @@ impl ProbeConfig {
                 _pad: [0; 2],
             },
             track_skbs: 0,
+            track_ttl_ns: 0,
         }
     }
 }
@@ -335,7 +339,10 @@ mod tests {
         assert_eq!(core::mem::align_of::<SkbEvent>(), 8);
         assert_eq!(core::mem::size_of::<KernelOffsets>(), 44);
         assert_eq!(core::mem::size_of::<PacketFilter>(), 68);
-        assert_eq!(core::mem::size_of::<ProbeConfig>(), 44 + 32 + 4 + 68 + 4);
+        assert_eq!(
+            core::mem::size_of::<ProbeConfig>(),
+            44 + 32 + 4 + 68 + 4 + 8
+        );
     }
 
     #[test]

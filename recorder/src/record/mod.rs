@@ -63,6 +63,8 @@ pub struct RecordOptions {
     pub functions_file: Option<PathBuf>,
     /// Size of the skb tracking map; 0 turns tracking off.
     pub tracked_skbs: u32,
+    /// A tracked skb not seen for this long is forgotten.
+    pub track_ttl: Duration,
     pub command_line: Vec<String>,
 }
 
@@ -88,6 +90,7 @@ impl RecordOptions {
             max_functions: 0,
             functions_file: None,
             tracked_skbs: nft_schema::raw::DEFAULT_TRACKED_SKBS,
+            track_ttl: Duration::from_secs(1),
             command_line: std::env::args().collect(),
         }
     }
@@ -211,7 +214,19 @@ pub fn record(opts: &RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSumma
         tracepoints.retain(|t| opts.tracepoints.contains(&t.name));
     }
     let drop_reasons = btf.drop_reasons()?;
-    let tracking = opts.tracked_skbs > 0 && (filter.flags != 0 || !netns.is_empty());
+    // Tracking must see frees, or a freed skb's address would keep
+    // reporting whatever skb comes next: it needs both free tracepoints.
+    let frees_seen = ["kfree_skb", "consume_skb"]
+        .iter()
+        .all(|name| tracepoints.iter().any(|t| t.name == *name));
+    let filtered = filter.flags != 0 || !netns.is_empty();
+    let tracking = opts.tracked_skbs > 0 && filtered && frees_seen;
+    if opts.tracked_skbs > 0 && filtered && !frees_seen {
+        tracing::warn!(
+            "skb tracking is off: it needs the skb:kfree_skb and skb:consume_skb tracepoints \
+             to see skbs freed"
+        );
+    }
     let function_plan = if opts.mode == Mode::Nft || opts.backend == BackendChoice::Tracepoint {
         Vec::new()
     } else {
@@ -287,6 +302,7 @@ fn record_into(
     config.filter = filter;
     config.netns_count = netns.len() as u32;
     config.track_skbs = tracking as u32;
+    config.track_ttl_ns = opts.track_ttl.as_nanos() as u64;
     for (slot, ns) in config.netns.iter_mut().zip(&netns) {
         *slot = ns.inode;
     }
@@ -510,6 +526,7 @@ fn record_into(
         command_line: opts.command_line.clone(),
         backend: fns.backend.into(),
         mode: opts.mode.name().into(),
+        skb_tracking: tracking,
         functions_requested: function_plan.len() as u64,
         functions_attached,
         attach_seconds,
