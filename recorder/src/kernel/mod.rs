@@ -5,4 +5,5 @@ pub mod btf;
 pub mod clock;
 pub mod interfaces;
 pub mod netns;
+pub mod rlimit;
 pub mod uname;

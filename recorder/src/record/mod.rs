@@ -238,6 +238,15 @@ pub fn record(opts: &RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSumma
         };
         functions::plan(&discovered, opts.mode, opts.max_functions, tracking)
     };
+    // Room for one descriptor per attached function and the segment files.
+    let wanted = 1024 + 2 * function_plan.len() as u64;
+    let limit = crate::kernel::rlimit::raise_open_files(wanted);
+    if limit < wanted {
+        tracing::warn!(
+            "open-file limit {limit} is below the {wanted} this plan may need; \
+             attaching may fail for the last functions (each failure is recorded)"
+        );
+    }
     let aya_btf = aya::Btf::from_sys_fs().map_err(|e| RecordError::AyaBtf(e.to_string()))?;
     output_dir(&opts.output)?;
     let dir = opts.output.clone();
