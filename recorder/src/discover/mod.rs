@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::kernel::btf::{BtfError, KernelBtf, VMLINUX_BTF};
+use crate::kernel::btf::{BtfError, KernelBtf};
 pub use classify::{Layer, Priority};
 
 /// Where module BTF lives, one file per loaded module.
@@ -149,7 +149,7 @@ fn module_btf_files(dir: &Path) -> Result<Vec<(String, PathBuf)>, DiscoverError>
     let mut out: Vec<(String, PathBuf)> = entries
         .filter_map(Result::ok)
         .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
-        .filter(|(name, path)| path.as_path() != Path::new(VMLINUX_BTF) && name != "vmlinux")
+        .filter(|(name, _)| name != "vmlinux")
         .collect();
     out.sort();
     Ok(out)

@@ -154,11 +154,7 @@ pub fn attach(
                 let mut links = probe.links;
                 links.extend(rest.links);
                 results.push((first.clone(), Ok(())));
-                let by_name: HashMap<&str, &FunctionProbe> =
-                    ready.iter().map(|p| (p.name.as_str(), p)).collect();
-                for (name, r) in rest.results {
-                    results.push(((*by_name[name.as_str()]).clone(), r));
-                }
+                results.extend(rest.results);
                 return Ok(FunctionsAttached {
                     backend: backend.name(),
                     results,

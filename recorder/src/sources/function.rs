@@ -63,14 +63,6 @@ pub struct FunctionLinks {
 }
 
 impl FunctionLinks {
-    pub fn len(&self) -> usize {
-        self.fentry.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.fentry.is_empty()
-    }
-
     pub fn extend(&mut self, other: FunctionLinks) {
         self.fentry.extend(other.fentry);
     }
@@ -116,7 +108,7 @@ pub fn register_ids(
 
 /// What attaching a plan gave: per function, attached or why not.
 pub struct Attached {
-    pub results: Vec<(String, Result<(), String>)>,
+    pub results: Vec<(FunctionProbe, Result<(), String>)>,
     pub links: FunctionLinks,
 }
 
@@ -146,12 +138,12 @@ pub fn attach_all(
                                 .attach(&p.name, 0)
                                 .map(drop)
                                 .map_err(|e| chain(&program_error(&program, &p.name, e)));
-                            results.push((p.name.clone(), r));
+                            results.push((p.clone(), r));
                         }
                     }
                     Err(e) => {
                         let why = chain(&e);
-                        results.extend(group.iter().map(|p| (p.name.clone(), Err(why.clone()))));
+                        results.extend(group.iter().map(|p| ((*p).clone(), Err(why.clone()))));
                     }
                 }
             }
@@ -164,7 +156,7 @@ pub fn attach_all(
                         .map(|link| links.fentry.push(link))
                         .map_err(|e| chain(&e)),
                 };
-                results.push((p.name.clone(), r));
+                results.push((p.clone(), r));
             }
         }
     }
