@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use nft_analyzer::catalog::{Catalog, Settings};
+use nft_analyzer::diff;
 use nft_analyzer::output::Format;
 use nft_analyzer::queries::{self, Params};
 use nft_analyzer::shell;
@@ -65,6 +66,13 @@ pub enum TraceFormat {
     Ndjson,
     Parquet,
     Table,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DiffFormat {
+    Text,
+    Markdown,
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -127,13 +135,49 @@ pub enum Command {
     },
     /// List the query library: each query's name and what it answers.
     Queries,
-    /// Compare two recordings (before/after a change): paths, verdicts,
-    /// drops, latency; `--fail-on` makes it a CI gate.
+    /// Compare two recordings (before/after a change): paths, rule and flow
+    /// verdicts, drops, latency, and the losses that may explain them.
+    /// `--fail-on` makes it a CI gate: exit 1 when such a difference is
+    /// found, 0 when not, 2 on error.
+    #[command(after_help = "Examples:\n  \
+        nft-analyzer diff before/ after/\n  \
+        nft-analyzer diff before/ after/ --format markdown > diff.md\n  \
+        nft-analyzer diff before/ after/ --fail-on new-drop,verdict-change --format json\n\n\
+        Flows are matched by their service side: the lower port is kept and the other \
+        (ephemeral) one shows as `*` (--exact-flows keeps both). Rules are matched by \
+        table, chain and text (handles change on reload), then by text with verdicts \
+        masked, so an edited verdict is still the same rule.")]
     Diff {
         /// The baseline recording.
         base: PathBuf,
         /// The recording after the change.
         new: PathBuf,
+        #[arg(long, value_enum, default_value = "text")]
+        format: DiffFormat,
+        /// Exit 1 when a difference of one of these kinds is found.
+        #[arg(long, value_enum, value_delimiter = ',')]
+        fail_on: Vec<diff::Kind>,
+        /// Compare flows by their full 5-tuple.
+        #[arg(long)]
+        exact_flows: bool,
+        /// A share (of a flow's paths or verdicts, of a rule's verdicts)
+        /// must move by more than this to count.
+        #[arg(long, default_value_t = 0.10)]
+        share_tolerance: f64,
+        /// A drop count must grow by more than this fraction to count.
+        #[arg(long, default_value_t = 0.20)]
+        count_tolerance: f64,
+        /// A p50/p99 latency must move by more than this fraction...
+        #[arg(long, default_value_t = 0.50)]
+        latency_threshold: f64,
+        /// ...and by more than this.
+        #[arg(long, default_value = "5us", value_parser = humantime::parse_duration)]
+        latency_floor: Duration,
+        /// Compare latency only with at least this many samples on each side.
+        #[arg(long, default_value_t = 20)]
+        min_samples: usize,
+        #[command(flatten)]
+        tuning: Tuning,
     },
     /// Summarise recordings: span, events by source and probe, probes
     /// attached and failed, losses, verdicts, drops, traces.
@@ -146,8 +190,8 @@ pub enum Command {
     },
 }
 
-/// Exit code of a subcommand that is not built yet.
-const NOT_BUILT: u8 = 2;
+/// Exit code of `diff` when it could not compare (1 means "differences").
+const DIFF_TROUBLE: u8 = 2;
 
 fn parse_bytes(s: &str) -> Result<usize, String> {
     let s = s.trim();
@@ -289,9 +333,66 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
             let catalog = open(&recordings, &tuning).await?;
             nft_analyzer::stats::run(&catalog, &tuning.params(), &mut stdout.lock()).await?;
         }
-        Command::Diff { .. } => {
-            eprintln!("nft-analyzer diff: not built yet (comes with the path-diff issue (8))");
-            return Ok(ExitCode::from(NOT_BUILT));
+        Command::Diff {
+            base,
+            new,
+            format,
+            fail_on,
+            exact_flows,
+            share_tolerance,
+            count_tolerance,
+            latency_threshold,
+            latency_floor,
+            min_samples,
+            tuning,
+        } => {
+            let tolerances = diff::Tolerances {
+                share: share_tolerance,
+                count: count_tolerance,
+                latency: latency_threshold,
+                latency_floor_ns: latency_floor.as_nanos() as u64,
+                min_samples,
+            };
+            // Like diff(1): 0 no difference, 1 differences, 2 trouble.
+            let report = async {
+                let catalog = open(&[base, new], &tuning).await?;
+                for w in catalog.warnings() {
+                    eprintln!("warning: {w}");
+                }
+                let progress = progress_bar();
+                let report = diff::run(
+                    &catalog,
+                    &tuning.params(),
+                    &tolerances,
+                    exact_flows,
+                    &progress,
+                )
+                .await?;
+                anyhow::Ok(report)
+            }
+            .await;
+            let report = match report {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("nft-analyzer: error: {e:#}");
+                    return Ok(ExitCode::from(DIFF_TROUBLE));
+                }
+            };
+            let mut out = stdout.lock();
+            use std::io::Write;
+            match format {
+                DiffFormat::Text => out.write_all(diff::report::text(&report).as_bytes())?,
+                DiffFormat::Markdown => {
+                    out.write_all(diff::report::markdown(&report).as_bytes())?
+                }
+                DiffFormat::Json => {
+                    serde_json::to_writer_pretty(&mut out, &report)?;
+                    writeln!(out)?;
+                }
+            }
+            if report.has_any(&fail_on) {
+                return Ok(ExitCode::from(1));
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -5,10 +5,11 @@
 //! registers its tables (and [`rulesets`]' chains and rules) in a DataFusion
 //! session → [`queries`] holds the shipped SQL → [`traces`] and [`stats`]
 //! run it and shape the results ([`result_columns`] reads their columns);
-//! [`output`] and [`shell`] print query results; [`synth`] makes synthetic
-//! recordings for the benchmark.
+//! [`diff`] compares two recordings' traces; [`output`] and [`shell`] print
+//! query results; [`synth`] makes synthetic recordings for the benchmark.
 
 pub mod catalog;
+pub mod diff;
 pub mod output;
 pub mod queries;
 pub mod recording;

@@ -104,6 +104,7 @@ struct Open {
     first_ns: u64,
     last_ns: u64,
     path: Vec<Arc<str>>,
+    path_ts: Vec<u64>,
     nft: Vec<NftEvent>,
     packet: Option<PacketInfo>,
     fallback_packet: PacketInfo,
@@ -163,6 +164,7 @@ impl<'a> Assembler<'a> {
                     first_ns: ts,
                     last_ns: ts,
                     path: Vec::new(),
+                    path_ts: Vec::new(),
                     nft: Vec::new(),
                     packet: None,
                     fallback_packet: packet_info(&r, row),
@@ -203,6 +205,7 @@ impl<'a> Assembler<'a> {
                 o.consumed = true;
             }
             o.path.push(probe);
+            o.path_ts.push(ts);
         }
         Ok(())
     }
@@ -266,6 +269,7 @@ impl<'a> Assembler<'a> {
                 final_verdict,
             },
             functions_path: o.path.iter().map(|p| p.to_string()).collect(),
+            path_offsets_ns: o.path_ts.iter().map(|t| t - o.first_ns).collect(),
             nft_events: nft,
             packet_info: o.packet.unwrap_or(o.fallback_packet),
             recording: o.recording.to_string(),

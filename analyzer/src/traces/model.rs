@@ -16,6 +16,10 @@ pub struct Trace {
     pub duration_ns: u64,
     /// Functions and tracepoints, in order (nft events are in `nft_events`).
     pub functions_path: Vec<String>,
+    /// When each entry of `functions_path` ran, in ns after
+    /// `first_seen_ns` (for hop latencies; not written out).
+    #[serde(skip)]
+    pub path_offsets_ns: Vec<u64>,
     pub nft_events: Vec<NftEvent>,
     pub packet_info: PacketInfo,
     pub stats: TraceStats,

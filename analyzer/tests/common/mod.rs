@@ -236,3 +236,20 @@ pub fn sql(dirs: &[&Path], query: &str) -> Vec<RecordBatch> {
 pub fn arc<T>(t: T) -> Arc<T> {
     Arc::new(t)
 }
+
+/// Runs `diff` on two recordings and returns its report.
+pub fn run_diff(
+    base: &Path,
+    new: &Path,
+    tolerances: &nft_analyzer::diff::Tolerances,
+) -> nft_analyzer::diff::Report {
+    let dirs = [base.to_path_buf(), new.to_path_buf()];
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let catalog = Catalog::open(&dirs, &Settings::default()).await.unwrap();
+        let hidden = indicatif::ProgressBar::hidden();
+        nft_analyzer::diff::run(&catalog, &Params::default(), tolerances, false, &hidden)
+            .await
+            .unwrap()
+    })
+}
