@@ -306,7 +306,19 @@ pub fn firewall_traffic(hosts: &TwoHosts) {
 /// in b, `nft-recorder record --host a --duration 5` limited to `netns`,
 /// [`firewall_traffic`]. Returns the recording and what the monitor printed.
 pub fn record_firewall(hosts: &TwoHosts, tag: &str, netns: &[&str]) -> (PathBuf, String) {
-    hosts.b.exec("nft", &[FIREWALL]).unwrap();
+    record_scenario(hosts, tag, netns, FIREWALL)
+}
+
+/// [`record_firewall`] with another ruleset in b (b's ruleset is flushed
+/// first, so scenarios can be recorded one after another).
+pub fn record_scenario(
+    hosts: &TwoHosts,
+    tag: &str,
+    netns: &[&str],
+    ruleset: &str,
+) -> (PathBuf, String) {
+    hosts.b.exec("nft", &["flush ruleset"]).unwrap();
+    hosts.b.exec("nft", &[ruleset]).unwrap();
     let dir = recording_dir(tag);
     let monitor = MonitorTrace::start(&hosts.b.name);
     let mut args: Vec<&str> = Vec::new();

@@ -176,6 +176,10 @@ pub enum Command {
         /// Compare latency only with at least this many samples on each side.
         #[arg(long, default_value_t = 20)]
         min_samples: usize,
+        /// A path's or a drop's count must change by at least this many
+        /// traces to count (1: every packet matters).
+        #[arg(long, default_value_t = 2)]
+        min_count: u64,
         #[command(flatten)]
         tuning: Tuning,
     },
@@ -344,6 +348,7 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
             latency_threshold,
             latency_floor,
             min_samples,
+            min_count,
             tuning,
         } => {
             let tolerances = diff::Tolerances {
@@ -352,6 +357,7 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
                 latency: latency_threshold,
                 latency_floor_ns: latency_floor.as_nanos() as u64,
                 min_samples,
+                min_count,
             };
             // Like diff(1): 0 no difference, 1 differences, 2 trouble.
             let report = async {

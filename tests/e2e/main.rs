@@ -4,6 +4,7 @@
 
 mod analyze_recording;
 mod check_cli;
+mod diff_recordings;
 mod discover_cli;
 mod record_filters;
 mod record_nftrace;

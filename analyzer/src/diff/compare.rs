@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::profile::{quantile, FlowProfile, Profile};
+use super::profile::{quantile, FlowProfile, Profile, NO_VERDICT};
 use super::report::{
     us, Difference, DropRow, FlowVerdicts, Kind, LatencyRow, PathRow, Report, Side,
 };
@@ -25,6 +25,10 @@ pub struct Tolerances {
     pub latency_floor_ns: u64,
     /// Latency is compared only with at least this many samples on each side.
     pub min_samples: usize,
+    /// A path's or a drop's count must change by at least this many traces:
+    /// two runs of the same traffic differ by a packet or so (a handshake
+    /// packet still in flight at the end, a neighbour already resolved).
+    pub min_count: u64,
 }
 
 impl Default for Tolerances {
@@ -35,6 +39,7 @@ impl Default for Tolerances {
             latency: 0.50,
             latency_floor_ns: 5_000,
             min_samples: 20,
+            min_count: 2,
         }
     }
 }
@@ -74,7 +79,9 @@ pub fn compare(
                 base_example: bex,
                 new_example: nex,
             });
-            let kind = if bc == 0 && (b.traces == 0 || ns > tol.share) {
+            let kind = if bc.abs_diff(nc) < tol.min_count {
+                None
+            } else if bc == 0 && (b.traces == 0 || ns > tol.share) {
                 Some(Kind::NewPath)
             } else if nc == 0 && (n.traces == 0 || bs > tol.share) {
                 Some(Kind::VanishedPath)
@@ -99,14 +106,29 @@ pub fn compare(
                 });
             }
         }
-        // Final verdicts, for flows both sides saw complete.
+        // Final verdicts, for flows both sides saw complete. Traces no rule
+        // decided (`none`) are left out of the shares: whether a packet
+        // met the firewall at all is the paths' business.
         flow_verdicts.push(FlowVerdicts {
             flow: flow.clone(),
             base: b.verdicts.clone(),
             new: n.verdicts.clone(),
         });
-        if b.traces > 0 && n.traces > 0 {
-            if let Some(change) = shares_changed(&b.verdicts, &n.verdicts, tol.share) {
+        let decided = |f: &FlowProfile| {
+            let mut v = f.verdicts.clone();
+            v.remove(NO_VERDICT);
+            v
+        };
+        let (bv, nv) = (decided(b), decided(n));
+        if b.traces > 0 && n.traces > 0 && (!bv.is_empty() || !nv.is_empty()) {
+            let decided_diff = bv.values().sum::<u64>().abs_diff(nv.values().sum());
+            let changed = if bv.is_empty() || nv.is_empty() {
+                (decided_diff >= tol.min_count)
+                    .then(|| format!("{} → {}", or_none(&b.verdicts), or_none(&n.verdicts)))
+            } else {
+                shares_changed(&bv, &nv, tol)
+            };
+            if let Some(change) = changed {
                 diffs.push(Difference {
                     kind: Kind::VerdictChange,
                     subject: format!("{flow}: final verdict"),
@@ -125,7 +147,7 @@ pub fn compare(
         let (bt, nt): (u64, u64) = (p.base.values().sum(), p.new.values().sum());
         let change = match (&p.base_text, &p.new_text) {
             (Some(_), Some(_)) if bt > 0 && nt > 0 => {
-                shares_changed(&p.base, &p.new, tol.share).map(|c| (Kind::VerdictChange, c))
+                shares_changed(&p.base, &p.new, tol).map(|c| (Kind::VerdictChange, c))
             }
             (Some(_), Some(_)) => None,
             (None, Some(_)) if nt > 0 => {
@@ -168,7 +190,8 @@ pub fn compare(
             base: bc,
             new: nc,
         });
-        if nc > 0 && (bc == 0 || nc as f64 > bc as f64 * (1.0 + tol.count)) {
+        if nc >= bc + tol.min_count.max(1) && (bc == 0 || nc as f64 > bc as f64 * (1.0 + tol.count))
+        {
             diffs.push(Difference {
                 kind: Kind::NewDrop,
                 subject: format!("{} at {}", key.0, key.1),
@@ -228,6 +251,14 @@ pub fn compare(
     }
 }
 
+fn or_none(m: &BTreeMap<String, u64>) -> String {
+    if m.is_empty() {
+        NO_VERDICT.to_owned()
+    } else {
+        counts_text(m)
+    }
+}
+
 fn share(count: u64, total: u64) -> f64 {
     if total == 0 {
         0.0
@@ -248,14 +279,16 @@ fn counts_text(m: &BTreeMap<String, u64>) -> String {
 fn shares_changed(
     b: &BTreeMap<String, u64>,
     n: &BTreeMap<String, u64>,
-    tol: f64,
+    tol: &Tolerances,
 ) -> Option<String> {
     let (bt, nt) = (b.values().sum::<u64>(), n.values().sum::<u64>());
     let keys: BTreeSet<&String> = b.keys().chain(n.keys()).collect();
     let moved = keys.iter().any(|k| {
-        let bs = share(b.get(*k).copied().unwrap_or(0), bt);
-        let ns = share(n.get(*k).copied().unwrap_or(0), nt);
-        (ns - bs).abs() > tol
+        let (bc, nc) = (
+            b.get(*k).copied().unwrap_or(0),
+            n.get(*k).copied().unwrap_or(0),
+        );
+        (share(nc, nt) - share(bc, bt)).abs() > tol.share && bc.abs_diff(nc) >= tol.min_count
     });
     let text = |m: &BTreeMap<String, u64>, t: u64| {
         m.iter()

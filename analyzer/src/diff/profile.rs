@@ -9,6 +9,9 @@ use super::normalize;
 use crate::traces::model::{Summary, Trace};
 use crate::traces::sinks::Sink;
 
+/// The final verdict of a trace no rule decided.
+pub const NO_VERDICT: &str = "none";
+
 /// Traces of one flow on one side.
 #[derive(Debug, Default)]
 pub struct FlowProfile {
@@ -61,7 +64,7 @@ impl Profile {
             .entry(normalize::signature(t))
             .or_insert((0, t.trace_id));
         path.0 += 1;
-        let verdict = t.stats.final_verdict.as_deref().unwrap_or("none");
+        let verdict = t.stats.final_verdict.as_deref().unwrap_or(NO_VERDICT);
         *flow.verdicts.entry(verdict.to_owned()).or_default() += 1;
         flow.durations.push(t.duration_ns);
         for pair in normalize::path(t).windows(2) {
