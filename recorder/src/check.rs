@@ -5,6 +5,7 @@
 use nft_schema::raw::{KernelOffsets, ProbeConfig};
 
 use crate::kernel::btf::KernelBtf;
+use crate::kernel::nft_layout::NftLayout;
 use crate::sources::{
     function::{FunctionBackend, FunctionSource},
     kprobe_multi::KprobeMultiSource,
@@ -99,6 +100,23 @@ pub fn run() -> Report {
             KernelOffsets::MISSING
         }
     };
+    // The nf_tables layout the nft hooks (issue 6) will read: found in BTF
+    // or not, with the reason; loading nothing.
+    let layout = KernelBtf::running()
+        .map_err(|e| e.to_string())
+        .and_then(|btf| NftLayout::running(&btf).map_err(|e| e.to_string()));
+    capabilities.push(match layout {
+        Ok(l) => Capability {
+            name: "nft_layout",
+            available: true,
+            detail: l.describe(),
+        },
+        Err(reason) => Capability {
+            name: "nft_layout",
+            available: false,
+            detail: reason,
+        },
+    });
     let aya_btf = aya::Btf::from_sys_fs().ok();
     let kernel = KernelContext {
         aya_btf,

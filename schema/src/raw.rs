@@ -118,6 +118,71 @@ impl KernelOffsets {
     };
 }
 
+/// Which `__nft_trace_packet` the kernel has: its parameter list in BTF
+/// decides, never the kernel version.
+pub mod nft_trace_abi {
+    /// `(struct nft_traceinfo *info, const struct nft_chain *chain, int
+    /// type)`, with pkt, rule and verdict inside `info` (Linux 5.x-6.3; 6.1).
+    pub const INFO_CHAIN_TYPE: u32 = 1;
+    /// `(const struct nft_pktinfo *pkt, const struct nft_verdict *verdict,
+    /// const struct nft_rule_dp *rule, struct nft_traceinfo *info, int type)`
+    /// (6.4 and later; 6.12).
+    pub const PKT_VERDICT_RULE_INFO_TYPE: u32 = 2;
+}
+
+/// Where the nf_tables structures keep what the nft hooks read: byte
+/// offsets, except the `*_bit` fields (bit offsets) and `*_bits` (widths)
+/// of bitfields. Read from BTF (module BTF when nf_tables is a module).
+/// [`OFFSET_MISSING`] where the ABI has no such field.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NftOffsets {
+    /// One of [`nft_trace_abi`].
+    pub abi: u32,
+    /// `nft_traceinfo.nf_trace` (bool)
+    pub info_nf_trace: u32,
+    /// `nft_traceinfo.type` (an 8-bit bitfield on a byte boundary)
+    pub info_type: u32,
+    /// `nft_traceinfo.skbid`: the id `nft monitor trace` prints.
+    pub info_skbid: u32,
+    /// `nft_traceinfo.basechain`
+    pub info_basechain: u32,
+    /// ABI 1 only: `nft_traceinfo.pkt`, `.rule`, `.verdict`.
+    pub info_pkt: u32,
+    pub info_rule: u32,
+    pub info_verdict: u32,
+    /// `nft_pktinfo.skb`, `nft_pktinfo.state`
+    pub pkt_skb: u32,
+    pub pkt_state: u32,
+    /// `nf_hook_state.hook`, `.pf` (u8 each)
+    pub state_hook: u32,
+    pub state_pf: u32,
+    /// `nft_chain.table`, `.handle`, `.name`
+    pub chain_table: u32,
+    pub chain_handle: u32,
+    pub chain_name: u32,
+    /// `nft_table.name`
+    pub table_name: u32,
+    /// `nft_table.family` (bitfield)
+    pub table_family_bit: u32,
+    pub table_family_bits: u32,
+    /// `nft_base_chain.chain`, `.policy`, `.ops.priority`
+    pub base_chain_chain: u32,
+    pub base_chain_policy: u32,
+    pub base_chain_priority: u32,
+    /// `nft_rule_dp.handle` and `.is_last` (bitfields)
+    pub rule_handle_bit: u32,
+    pub rule_handle_bits: u32,
+    pub rule_is_last_bit: u32,
+    /// ABI 2 only: `nft_rule_dp_last.chain`, the chain of the end-of-chain
+    /// marker.
+    pub rule_last_chain: u32,
+    /// `nft_verdict.code`, `.chain`
+    pub verdict_code: u32,
+    pub verdict_chain: u32,
+    pub _pad: u32,
+}
+
 /// Most network namespaces one recording can be limited to (`--netns`).
 pub const MAX_NETNS: usize = 8;
 
@@ -327,6 +392,7 @@ mod pod {
     unsafe impl aya::Pod for super::KernelOffsets {}
     unsafe impl aya::Pod for super::ProbeConfig {}
     unsafe impl aya::Pod for super::PacketFilter {}
+    unsafe impl aya::Pod for super::NftOffsets {}
 }
 
 #[cfg(test)]
@@ -339,6 +405,7 @@ mod tests {
         assert_eq!(core::mem::align_of::<SkbEvent>(), 8);
         assert_eq!(core::mem::size_of::<KernelOffsets>(), 44);
         assert_eq!(core::mem::size_of::<PacketFilter>(), 68);
+        assert_eq!(core::mem::size_of::<NftOffsets>(), 112);
         assert_eq!(
             core::mem::size_of::<ProbeConfig>(),
             44 + 32 + 4 + 68 + 4 + 8

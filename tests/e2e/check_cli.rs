@@ -47,6 +47,9 @@ fn check_reports_every_capability_with_reasons() {
     assert!(line(&report, "btf").0, "{report}");
     assert!(line(&report, "tp_btf").0, "{report}");
     assert!(line(&report, "nftrace").0, "{report}");
+    // The nf_tables layout for the nft hooks, wherever nf_tables' BTF is.
+    let (yes, layout) = line(&report, "nft_layout");
+    assert!(yes && layout.contains("__nft_trace_packet("), "{report}");
     // kprobe agrees with the kernel's own kprobe PMU (the host here has
     // none; the Debian kernels in QEMU have one).
     let kprobe_pmu = Path::new("/sys/bus/event_source/devices/kprobe/type").exists();

@@ -63,6 +63,18 @@ fn suite(kernel: &str, kprobe_multi: bool) {
         report.contains("--backend auto would use: fentry"),
         "{report}"
     );
+    // nf_tables is a module here: its layout comes from its own BTF, with
+    // the __nft_trace_packet ABI of the kernel (changed in 6.4).
+    assert!(capability(&report, "nft_layout"), "{report}");
+    let abi = if kernel == "6.1" {
+        "abi 1: "
+    } else {
+        "abi 2: "
+    };
+    assert!(
+        report.contains(abi) && report.contains("/sys/kernel/btf/nf_tables"),
+        "{kernel}: {report}"
+    );
 
     // The recording made in the guest, read on the host.
     let rec = out.join("rec");
@@ -365,5 +377,86 @@ fn guest_kernels_btf_is_usable_on_the_host() {
         assert_eq!(get("neigh_resolve_output").map(|f| f.skb_pos), Some(2));
         let landmarks = fs.iter().filter(|f| f.priority == 0).count();
         assert!((25..=40).contains(&landmarks), "{series}: {landmarks}");
+
+        // The nf_tables layout (issue 6), from the module's own BTF: the
+        // `__nft_trace_packet` ABI changed in 6.4, the offsets differ.
+        let module = module_btf(&kdir, "nf_tables");
+        let layout = nft_recorder::kernel::nft_layout::NftLayout::find(&btf, Some(&module))
+            .unwrap_or_else(|e| panic!("{series}: {e}"));
+        let o = layout.offsets;
+        let missing = nft_schema::raw::OFFSET_MISSING;
+        match series {
+            "6.1" => {
+                assert_eq!(o.abi, 1, "{}", layout.describe());
+                assert_eq!(
+                    (o.info_pkt, o.info_basechain, o.info_rule, o.info_verdict),
+                    (8, 16, 32, 40)
+                );
+                assert_eq!(o.rule_last_chain, missing);
+            }
+            _ => {
+                assert_eq!(o.abi, 2, "{}", layout.describe());
+                assert_eq!((o.info_basechain, o.info_pkt), (8, missing));
+                assert_eq!(o.rule_last_chain, 32);
+            }
+        }
+        assert_eq!((o.info_nf_trace, o.info_type, o.info_skbid), (1, 3, 4));
+        assert_eq!((o.pkt_skb, o.pkt_state), (0, 8));
+        assert_eq!((o.chain_table, o.chain_handle, o.chain_name), (64, 72, 88));
+        assert_eq!(
+            (o.table_name, o.table_family_bit, o.table_family_bits),
+            (384, 2976, 6)
+        );
+        assert_eq!(
+            (
+                o.base_chain_chain,
+                o.base_chain_policy,
+                o.base_chain_priority
+            ),
+            (96, 80, 48)
+        );
+        assert_eq!(
+            (o.rule_is_last_bit, o.rule_handle_bit, o.rule_handle_bits),
+            (0, 13, 42)
+        );
+        assert_eq!((o.verdict_code, o.verdict_chain), (0, 8));
     }
+}
+
+/// The `.BTF` section of module `name` of the kernel in `kdir` (Debian
+/// ships some modules xz-compressed), written next to it once.
+fn module_btf(kdir: &Path, name: &str) -> PathBuf {
+    let out = kdir.join(format!("{name}.btf"));
+    if out.exists() {
+        return out;
+    }
+    let found = Command::new("find")
+        .arg(kdir.join("root/lib/modules"))
+        .args(["-name", &format!("{name}.ko*")])
+        .output()
+        .unwrap();
+    let ko = String::from_utf8(found.stdout).unwrap();
+    let ko = PathBuf::from(ko.lines().next().unwrap_or_else(|| panic!("no {name}.ko")));
+    let plain = kdir.join(format!("{name}.ko.tmp"));
+    let bytes = if ko.extension().is_some_and(|e| e == "xz") {
+        Command::new("xz")
+            .arg("-dc")
+            .arg(&ko)
+            .output()
+            .unwrap()
+            .stdout
+    } else {
+        std::fs::read(&ko).unwrap()
+    };
+    std::fs::write(&plain, bytes).unwrap();
+    let tmp = kdir.join(format!("{name}.btf.tmp"));
+    let st = Command::new("objcopy")
+        .arg(format!("--dump-section=.BTF={}", tmp.display()))
+        .arg(&plain)
+        .status()
+        .unwrap();
+    assert!(st.success(), "objcopy .BTF of {}", ko.display());
+    std::fs::remove_file(&plain).unwrap();
+    std::fs::rename(&tmp, &out).unwrap();
+    out
 }

@@ -128,32 +128,76 @@ impl KernelBtf {
     /// `strukt`. Members of anonymous structs and unions are searched too,
     /// since the kernel nests many fields in them (`sk_buff.dev` is one).
     pub fn field_offset(&self, strukt: &str, path: &str) -> Result<u32, BtfError> {
+        let (bits, width) = self.field_bits(strukt, path)?;
+        if width != 0 || !bits.is_multiple_of(8) {
+            return Err(BtfError::Bitfield {
+                strukt: strukt.to_string(),
+                field: path.to_string(),
+            });
+        }
+        Ok(bits / 8)
+    }
+
+    /// Bit offset of `path` inside struct `strukt`, and its width when it
+    /// is a bitfield (0 when it is a whole member).
+    pub fn field_bits(&self, strukt: &str, path: &str) -> Result<(u32, u32), BtfError> {
         let mut current = self.find_struct(strukt)?;
         let mut total_bits = 0u32;
         let mut owner = strukt.to_string();
         let mut parts = path.split('.').peekable();
         while let Some(field) = parts.next() {
-            let (bits, member_type) =
+            let (bits, member_type, width) =
                 self.find_member(&current, field)?
                     .ok_or_else(|| BtfError::NoField {
                         strukt: owner.clone(),
                         field: field.to_string(),
                     })?;
             total_bits += bits;
-            if parts.peek().is_some() {
-                current = self
-                    .as_struct(member_type)
-                    .ok_or_else(|| BtfError::NoStruct(format!("{owner}.{field}")))?;
-                owner = format!("{owner}.{field}");
+            if parts.peek().is_none() {
+                return Ok((total_bits, width));
+            }
+            current = self
+                .as_struct(member_type)
+                .ok_or_else(|| BtfError::NoStruct(format!("{owner}.{field}")))?;
+            owner = format!("{owner}.{field}");
+        }
+        Err(BtfError::NoField {
+            strukt: strukt.to_string(),
+            field: path.to_string(),
+        })
+    }
+
+    /// The parameters of function `name` (a BTF `FUNC`), each as the name
+    /// of the struct it points to (`nft_traceinfo`) or `""` for anything
+    /// else; `None` when this BTF has no such function.
+    pub fn function_struct_params(&self, name: &str) -> Result<Option<Vec<String>>, BtfError> {
+        for ty in self.btf.resolve_types_by_name(name).unwrap_or_default() {
+            let Type::Func(func) = &ty else { continue };
+            let Ok(Type::FuncProto(proto)) = self.btf.resolve_chained_type(func) else {
+                continue;
+            };
+            let params = proto
+                .parameters
+                .iter()
+                .map(|p| self.pointed_struct(p).unwrap_or_default())
+                .collect();
+            return Ok(Some(params));
+        }
+        Ok(None)
+    }
+
+    /// The struct a parameter points to, through qualifiers.
+    fn pointed_struct(&self, ty: &dyn btf_rs::BtfType) -> Option<String> {
+        let mut seen_ptr = false;
+        for t in self.btf.chained_type_iter(ty) {
+            match &t {
+                Type::Ptr(_) if !seen_ptr => seen_ptr = true,
+                Type::Const(_) | Type::Volatile(_) | Type::Restrict(_) | Type::TypeTag(_) => {}
+                Type::Struct(s) if seen_ptr => return self.btf.resolve_name(s).ok(),
+                _ => return None,
             }
         }
-        if !total_bits.is_multiple_of(8) {
-            return Err(BtfError::Bitfield {
-                strukt: strukt.to_string(),
-                field: path.to_string(),
-            });
-        }
-        Ok(total_bits / 8)
+        None
     }
 
     /// Offsets of every field the eBPF programs read. A field the kernel
@@ -246,18 +290,7 @@ impl KernelBtf {
     /// True when `ty` (a parameter) is a pointer to struct `name`, through
     /// qualifiers.
     fn is_struct_ptr(&self, ty: &dyn btf_rs::BtfType, name: &str) -> bool {
-        let mut seen_ptr = false;
-        for t in self.btf.chained_type_iter(ty) {
-            match &t {
-                Type::Ptr(_) if !seen_ptr => seen_ptr = true,
-                Type::Const(_) | Type::Volatile(_) | Type::Restrict(_) | Type::TypeTag(_) => {}
-                Type::Struct(s) if seen_ptr => {
-                    return self.btf.resolve_name(s).is_ok_and(|n| n == name);
-                }
-                _ => return false,
-            }
-        }
-        false
+        self.pointed_struct(ty).is_some_and(|n| n == name)
     }
 
     fn find_struct(&self, name: &str) -> Result<btf_rs::Struct, BtfError> {
@@ -287,28 +320,24 @@ impl KernelBtf {
     }
 
     /// Finds `field` in `s`, descending into anonymous members. Returns the
-    /// bit offset from the start of `s` and the member's type.
+    /// bit offset from the start of `s`, the member's type, and its
+    /// bitfield width (0: not a bitfield).
     fn find_member(
         &self,
         s: &btf_rs::Struct,
         field: &str,
-    ) -> Result<Option<(u32, Type)>, BtfError> {
+    ) -> Result<Option<(u32, Type, u32)>, BtfError> {
         for member in &s.members {
             let name = self.btf.resolve_name(member).unwrap_or_default();
             let ty = self.btf.resolve_chained_type(member)?;
             if name == field {
-                if member.bitfield_size().is_some_and(|size| size != 0) {
-                    return Err(BtfError::Bitfield {
-                        strukt: "?".into(),
-                        field: field.into(),
-                    });
-                }
-                return Ok(Some((member.bit_offset(), ty)));
+                let width = member.bitfield_size().unwrap_or(0);
+                return Ok(Some((member.bit_offset(), ty, width)));
             }
             if name.is_empty() {
                 if let Some(inner) = self.as_struct(ty) {
-                    if let Some((bits, t)) = self.find_member(&inner, field)? {
-                        return Ok(Some((member.bit_offset() + bits, t)));
+                    if let Some((bits, t, w)) = self.find_member(&inner, field)? {
+                        return Ok(Some((member.bit_offset() + bits, t, w)));
                     }
                 }
             }

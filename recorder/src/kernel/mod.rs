@@ -5,5 +5,6 @@ pub mod btf;
 pub mod clock;
 pub mod interfaces;
 pub mod netns;
+pub mod nft_layout;
 pub mod rlimit;
 pub mod uname;
