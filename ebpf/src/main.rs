@@ -2,13 +2,14 @@
 //!
 //! Built by the recorder's `build.rs` (aya-build) for `bpfel-unknown-none`
 //! with nightly and `-Z build-std=core`, then embedded into `nft-recorder`.
-//! One module per event source; `skb.rs` holds what they share: reading
+//! One module per event source (`nft.rs`: the nft hook); `skb.rs` holds what they share: reading
 //! packet metadata through BTF-derived offsets and emitting the event.
 #![no_std]
 #![no_main]
 
 mod function;
 mod maps;
+mod nft;
 mod skb;
 mod tracepoint;
 

@@ -29,7 +29,7 @@ const HEADER_UNSET: u16 = 0xffff;
 /// a null check) doubled the verifier's states at each read, which the 6.1
 /// verifier could not afford in the function programs.
 #[inline(always)]
-fn read_at<T: Default>(base: u64, offset: u32) -> T {
+pub fn read_at<T: Default>(base: u64, offset: u32) -> T {
     let mut v = T::default();
     if offset == OFFSET_MISSING {
         return v;
@@ -60,9 +60,32 @@ pub struct Extra {
 /// programs' return values are ignored by the kernel).
 #[inline(always)]
 pub fn emit(skb: u64, extra: Extra) -> u32 {
+    let probe_id = extra.probe_id;
+    let Some(ev) = prepare(skb, extra) else {
+        return 0;
+    };
+    let Some(mut entry) = EVENTS.reserve::<SkbEvent>(0) else {
+        count_loss(probe_id, LossReason::RingbufFull);
+        return 0;
+    };
+    let slot = entry.as_mut_ptr();
+    // SAFETY: `slot` is our reserved, exclusively owned ring buffer record.
+    unsafe {
+        slot.write(ev);
+        core::ptr::addr_of_mut!((*slot).skb).write(skb);
+    }
+    entry.submit(0);
+    0
+}
+
+/// The event for `skb` with its metadata, time and CPU, or `None` when the
+/// filters (and tracking) leave it out. Its `skb` field is left 0: the
+/// caller writes it into the ring buffer record itself.
+#[inline(always)]
+pub fn prepare(skb: u64, extra: Extra) -> Option<SkbEvent> {
     let Some(config) = CONFIG.get(0) else {
         count_loss(extra.probe_id, LossReason::NoConfig);
-        return 0;
+        return None;
     };
     let config: &ProbeConfig = config;
     let off = &config.offsets;
@@ -79,7 +102,7 @@ pub fn emit(skb: u64, extra: Extra) -> u32 {
 
     // `skb` stays out of the stack copy: in tp_btf/fentry it is a typed
     // kernel pointer, and the verifier refuses byte-wise copies of a spilled
-    // pointer; it is stored into the ring buffer as one 8-byte write below.
+    // pointer; it is stored into the ring buffer as one 8-byte write.
     let mut ev = SkbEvent {
         skb: 0,
         probe_id: extra.probe_id,
@@ -111,7 +134,7 @@ pub fn emit(skb: u64, extra: Extra) -> u32 {
             None => false,
         };
         if !pass && !fresh {
-            return 0;
+            return None;
         }
         if extra.frees_skb {
             let _ = TRACKED.remove(key);
@@ -119,26 +142,12 @@ pub fn emit(skb: u64, extra: Extra) -> u32 {
             count_loss(extra.probe_id, LossReason::TrackFull);
         }
     } else if !pass {
-        return 0;
+        return None;
     }
-
-    let Some(mut entry) = EVENTS.reserve::<SkbEvent>(0) else {
-        count_loss(extra.probe_id, LossReason::RingbufFull);
-        return 0;
-    };
-    // SAFETY: helpers without preconditions.
-    unsafe {
-        ev.cpu = bpf_get_smp_processor_id();
-    }
+    // SAFETY: helper without preconditions.
+    ev.cpu = unsafe { bpf_get_smp_processor_id() };
     ev.ts_ns = now;
-    let slot = entry.as_mut_ptr();
-    // SAFETY: `slot` is our reserved, exclusively owned ring buffer record.
-    unsafe {
-        slot.write(ev);
-        core::ptr::addr_of_mut!((*slot).skb).write(skb);
-    }
-    entry.submit(0);
-    0
+    Some(ev)
 }
 
 #[inline(always)]

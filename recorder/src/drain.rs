@@ -1,7 +1,7 @@
 //! Reads events and loss counters out of a loaded object.
 
 use aya::maps::{MapData, PerCpuArray, RingBuf};
-use nft_schema::raw::{loss_index, names, LossReason, SkbEvent};
+use nft_schema::raw::{loss_index, names, EventKind, LossReason, NftPart, NftRecord, SkbEvent};
 
 use crate::loader::LoadedObject;
 
@@ -39,10 +39,14 @@ impl EventReader {
     }
 
     /// Appends every event available now to `out`; returns how many.
-    pub fn drain_into(&mut self, out: &mut Vec<SkbEvent>) -> Result<usize, DrainError> {
+    pub fn drain_into(&mut self, out: &mut Drained) -> Result<usize, DrainError> {
         let mut n = 0;
         while let Some(item) = self.ring.next() {
-            out.push(parse_event(&item)?);
+            let event = parse_event(&item)?;
+            if event.kind == EventKind::Nft as u8 {
+                out.nft.push((out.events.len() as u32, parse_nft(&item)?));
+            }
+            out.events.push(event);
             n += 1;
         }
         Ok(n)
@@ -67,6 +71,45 @@ pub fn parse_event(bytes: &[u8]) -> Result<SkbEvent, DrainError> {
     }
     // SAFETY: length checked; SkbEvent is Pod (any bit pattern is valid).
     Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<SkbEvent>()) })
+}
+
+/// Decodes the nft part of an [`EventKind::Nft`] record.
+pub fn parse_nft(bytes: &[u8]) -> Result<NftPart, DrainError> {
+    let expected = std::mem::size_of::<NftRecord>();
+    if bytes.len() < expected {
+        return Err(DrainError::BadRecord {
+            got: bytes.len(),
+            expected,
+        });
+    }
+    // SAFETY: length checked; NftRecord is Pod.
+    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<NftRecord>()) }.nft)
+}
+
+/// Events drained from the ring buffer, in order; the nft hook's events
+/// also have their [`NftPart`], by index into `events` (most events have
+/// none, so it is kept apart instead of widening every event).
+#[derive(Debug, Default, Clone)]
+pub struct Drained {
+    pub events: Vec<SkbEvent>,
+    pub nft: Vec<(u32, NftPart)>,
+}
+
+impl Drained {
+    pub fn with_capacity(n: usize) -> Self {
+        Self {
+            events: Vec::with_capacity(n),
+            nft: Vec::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
 }
 
 /// One non-zero loss counter.

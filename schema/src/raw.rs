@@ -15,6 +15,50 @@ pub enum EventKind {
     Tracepoint = 1,
     /// A kernel function entry (kprobe or fentry).
     Function = 2,
+    /// An nftables rule verdict or chain policy seen by the nft hook; the
+    /// record is an [`NftRecord`].
+    Nft = 3,
+}
+
+/// What the nft hook adds to an [`SkbEvent`]: the rule, chain and table by
+/// handle (the recorder names them from the ruleset snapshot), the verdict
+/// and the kernel's trace id.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NftPart {
+    /// `nft_table.handle` of the rule's table.
+    pub table_handle: u64,
+    /// `nft_chain.handle` of the rule's chain; 0 when the kernel does not
+    /// pass it (ABI 2, a rule that is not the chain's end): the rule handle
+    /// (unique per table) names it then.
+    pub chain_handle: u64,
+    /// `nft_rule_dp.handle`; 0 for a policy or the end of a chain.
+    pub rule_handle: u64,
+    /// Handle of the jump/goto target chain; 0 otherwise.
+    pub target_handle: u64,
+    /// nf_tables verdict code (NF_DROP 0, NF_ACCEPT 1, NF_STOLEN 2, NF_QUEUE
+    /// 3, NFT_CONTINUE -1, NFT_BREAK -2, NFT_JUMP -3, NFT_GOTO -4,
+    /// NFT_RETURN -5); for a policy, the base chain's policy.
+    pub verdict: i32,
+    /// `nft_traceinfo.skbid`: what `nft monitor trace` prints as `trace id`.
+    pub trace_id: u32,
+    /// `enum nft_trace_types`: 1 policy, 2 return, 3 rule.
+    pub trace_type: u8,
+    /// `NFPROTO_*` of the table (1 inet, 2 ipv4, 10 ipv6, ...).
+    pub family: u8,
+    /// Netfilter hook number of the packet (`nf_hook_state.hook`).
+    pub hook: u8,
+    /// The packet's `nf_trace` bit (set by `meta nftrace set 1`).
+    pub nf_trace: u8,
+    pub _pad: [u8; 4],
+}
+
+/// The ring buffer record of an [`EventKind::Nft`] event.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NftRecord {
+    pub skb: SkbEvent,
+    pub nft: NftPart,
 }
 
 /// One skb seen at one probe. Written by every skb program.
@@ -180,7 +224,42 @@ pub struct NftOffsets {
     /// `nft_verdict.code`, `.chain`
     pub verdict_code: u32,
     pub verdict_chain: u32,
-    pub _pad: u32,
+    /// `nft_table.handle`
+    pub table_handle: u32,
+}
+
+impl NftOffsets {
+    /// No layout: the nft hook reads nothing.
+    pub const MISSING: Self = Self {
+        abi: 0,
+        info_nf_trace: OFFSET_MISSING,
+        info_type: OFFSET_MISSING,
+        info_skbid: OFFSET_MISSING,
+        info_basechain: OFFSET_MISSING,
+        info_pkt: OFFSET_MISSING,
+        info_rule: OFFSET_MISSING,
+        info_verdict: OFFSET_MISSING,
+        pkt_skb: OFFSET_MISSING,
+        pkt_state: OFFSET_MISSING,
+        state_hook: OFFSET_MISSING,
+        state_pf: OFFSET_MISSING,
+        chain_table: OFFSET_MISSING,
+        chain_handle: OFFSET_MISSING,
+        chain_name: OFFSET_MISSING,
+        table_name: OFFSET_MISSING,
+        table_family_bit: OFFSET_MISSING,
+        table_family_bits: 0,
+        base_chain_chain: OFFSET_MISSING,
+        base_chain_policy: OFFSET_MISSING,
+        base_chain_priority: OFFSET_MISSING,
+        rule_handle_bit: OFFSET_MISSING,
+        rule_handle_bits: 0,
+        rule_is_last_bit: OFFSET_MISSING,
+        rule_last_chain: OFFSET_MISSING,
+        verdict_code: OFFSET_MISSING,
+        verdict_chain: OFFSET_MISSING,
+        table_handle: OFFSET_MISSING,
+    };
 }
 
 /// Most network namespaces one recording can be limited to (`--netns`).
@@ -238,6 +317,9 @@ pub struct ProbeConfig {
     /// A tracked skb not reported for this long is forgotten: its free was
     /// not seen, and the address may belong to another skb now.
     pub track_ttl_ns: u64,
+    /// The nf_tables layout for the nft hook ([`NftOffsets::MISSING`] when
+    /// the hook is not used).
+    pub nft: NftOffsets,
 }
 
 impl ProbeConfig {
@@ -264,6 +346,7 @@ impl ProbeConfig {
             },
             track_skbs: 0,
             track_ttl_ns: 0,
+            nft: NftOffsets::MISSING,
         }
     }
 }
@@ -294,6 +377,9 @@ pub const PROBE_KFREE_SKB: u32 = tp_slot_base(TP_SLOTS.len());
 /// `PROBE_FUNCTION_BASE` itself is "a function", used for the shared loss
 /// bucket of all functions and for an address missing from `FUNC_IDS`.
 pub const PROBE_FUNCTION_BASE: u32 = 1024;
+
+/// The nft hook on `__nft_trace_packet` (rule verdicts and policies).
+pub const PROBE_NFT_RULE: u32 = PROBE_FUNCTION_BASE - 1;
 
 /// Most functions one recording attaches to (the `FUNC_IDS` map holds two
 /// addresses per function, see there).
@@ -382,6 +468,8 @@ pub mod names {
     pub fn fentry_program(pos: u8) -> std::string::String {
         std::format!("fentry_skb_{pos}")
     }
+    /// The nft hook: a kprobe on `__nft_trace_packet`.
+    pub const PROG_NFT_RULE: &str = "kprobe_nft_rule";
 }
 
 #[cfg(feature = "user")]
@@ -393,6 +481,7 @@ mod pod {
     unsafe impl aya::Pod for super::ProbeConfig {}
     unsafe impl aya::Pod for super::PacketFilter {}
     unsafe impl aya::Pod for super::NftOffsets {}
+    unsafe impl aya::Pod for super::NftRecord {}
 }
 
 #[cfg(test)]
@@ -406,9 +495,11 @@ mod tests {
         assert_eq!(core::mem::size_of::<KernelOffsets>(), 44);
         assert_eq!(core::mem::size_of::<PacketFilter>(), 68);
         assert_eq!(core::mem::size_of::<NftOffsets>(), 112);
+        assert_eq!(core::mem::size_of::<NftPart>(), 48);
+        assert_eq!(core::mem::size_of::<NftRecord>(), 152);
         assert_eq!(
             core::mem::size_of::<ProbeConfig>(),
-            44 + 32 + 4 + 68 + 4 + 8
+            44 + 32 + 4 + 68 + 4 + 8 + 112
         );
     }
 

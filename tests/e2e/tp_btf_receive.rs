@@ -87,8 +87,9 @@ fn netif_receive_skb_events_match_traffic_and_kernel_counters() {
         .sysfs_u64(&hosts.b_dev, "statistics/rx_packets")
         .unwrap();
 
-    let mut events = Vec::new();
-    reader.drain_into(&mut events).unwrap();
+    let mut drained = nft_recorder::drain::Drained::default();
+    reader.drain_into(&mut drained).unwrap();
+    let events = drained.events;
     drop(obj); // detach before asserting, so nothing else arrives
     let lost = losses.read(&[SLOT]).unwrap();
     assert!(lost.is_empty(), "lost events: {lost:?}");

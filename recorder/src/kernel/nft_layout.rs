@@ -177,7 +177,7 @@ impl NftLayout {
             },
             verdict_code: off("nft_verdict", "code")?,
             verdict_chain: off("nft_verdict", "chain")?,
-            _pad: 0,
+            table_handle: off("nft_table", "handle")?,
         };
         Ok(Self {
             offsets,

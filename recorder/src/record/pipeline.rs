@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use nft_schema::raw::SkbEvent;
 
-use crate::drain::{DrainError, EventReader};
+use crate::drain::{DrainError, Drained, EventReader};
 use crate::writer::batch::{events_batch, Names};
 use crate::writer::segments::{SegmentError, SegmentWriter};
 
@@ -24,7 +24,7 @@ const CHUNK: usize = 16 * 1024;
 const CHANNEL_CHUNKS: usize = 32;
 
 pub enum WriterMsg {
-    Events(Vec<SkbEvent>),
+    Events(Drained),
 }
 
 /// Limits the writer enforces.
@@ -69,7 +69,7 @@ pub fn spawn_drain(
         .spawn(move || {
             let mut live = live;
             let fd = reader.as_raw_fd();
-            let mut chunk = Vec::with_capacity(CHUNK);
+            let mut chunk = Drained::with_capacity(CHUNK);
             let mut total = 0u64;
             let mut last_send = Instant::now();
             loop {
@@ -79,7 +79,7 @@ pub fn spawn_drain(
                 }
                 let n = reader.drain_into(&mut chunk)?;
                 if let Some(live) = live.as_mut() {
-                    for e in &chunk[chunk.len() - n..] {
+                    for e in &chunk.events[chunk.len() - n..] {
                         live(e);
                     }
                 }
@@ -90,7 +90,7 @@ pub fn spawn_drain(
                     || (!chunk.is_empty() && last_send.elapsed() >= Duration::from_millis(200))
                     || (stopping && !chunk.is_empty())
                 {
-                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                    let full = std::mem::replace(&mut chunk, Drained::with_capacity(CHUNK));
                     if tx.send(WriterMsg::Events(full)).is_err() {
                         break; // writer gone (error); it reports why
                     }
@@ -144,12 +144,12 @@ pub fn spawn_writer(
                             if segments.open_rows() == 0 {
                                 segment_started = Instant::now();
                             }
-                            let batch = events_batch(&events, &names).map_err(|source| {
-                                SegmentError::Arrow {
+                            let batch = events_batch(&events.events, &events.nft, &names).map_err(
+                                |source| SegmentError::Arrow {
                                     path: dir.clone(),
                                     source,
-                                }
-                            })?;
+                                },
+                            )?;
                             segments.write(&batch)?;
                         }
                     }

@@ -10,16 +10,17 @@ use std::net::Ipv6Addr;
 use std::sync::Arc;
 
 use arrow::array::{
-    new_null_array, ArrayRef, DictionaryArray, Int32Array, PrimitiveArray, StringArray,
-    UInt16Array, UInt64Array, UInt8Array,
+    ArrayRef, DictionaryArray, Int32Array, PrimitiveArray, StringArray, UInt16Array, UInt32Array,
+    UInt64Array, UInt8Array,
 };
 use arrow::datatypes::{ArrowPrimitiveType, Int32Type};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
-use nft_schema::raw::{EventKind, SkbEvent, PROBE_KFREE_SKB};
+use nft_schema::raw::{EventKind, NftPart, SkbEvent, PROBE_KFREE_SKB};
 use nft_schema::tables::events_schema;
 
 use super::kallsyms::Kallsyms;
+use super::nft_names::{hook_name, verdict_name, NftNames};
 
 /// What the writer knows about names, resolved once at start.
 #[derive(Default)]
@@ -29,6 +30,8 @@ pub struct Names {
     /// drop reason code -> name (`NETFILTER_DROP`).
     pub drop_reasons: HashMap<u32, String>,
     pub kallsyms: Option<Kallsyms>,
+    /// Table, chain and rule names of the nft hook's handles.
+    pub nft: NftNames,
 }
 
 /// Builds a dictionary column from keys, formatting each distinct key once.
@@ -97,8 +100,13 @@ pub fn addr_text(addr: [u8; 16]) -> String {
     }
 }
 
-/// One batch of the `events` table.
-pub fn events_batch(events: &[SkbEvent], names: &Names) -> Result<RecordBatch, ArrowError> {
+/// One batch of the `events` table. `nft` holds the nft hook's part of the
+/// events that have one, by index into `events`.
+pub fn events_batch(
+    events: &[SkbEvent],
+    nft: &[(u32, NftPart)],
+    names: &Names,
+) -> Result<RecordBatch, ArrowError> {
     use arrow::datatypes::{
         UInt16Type as U16, UInt32Type as U32, UInt64Type as U64, UInt8Type as U8,
     };
@@ -120,6 +128,7 @@ pub fn events_batch(events: &[SkbEvent], names: &Names) -> Result<RecordBatch, A
         kind.push(Some(e.kind), |k| match k {
             k if k == EventKind::Tracepoint as u8 => "tracepoint".into(),
             k if k == EventKind::Function as u8 => "function".into(),
+            k if k == EventKind::Nft as u8 => "nft".into(),
             k => format!("kind#{k}"),
         });
         let ip = e.ip_version != 0;
@@ -193,14 +202,80 @@ pub fn events_batch(events: &[SkbEvent], names: &Names) -> Result<RecordBatch, A
         )),
         location_sym.finish(),
     ];
-    // The nft columns are filled by the eBPF nft hooks (issue 6); until
-    // then every row is a tracepoint or function event, where they are null.
-    let schema = events_schema();
     let mut columns = columns;
-    for field in &schema.fields()[columns.len()..] {
-        columns.push(new_null_array(field.data_type(), n));
-    }
+    columns.extend(nft_columns(events, nft, names));
+    let schema = events_schema();
     RecordBatch::try_new(schema, columns)
+}
+
+/// The `nft_*` columns: null except on the nft hook's events.
+fn nft_columns(events: &[SkbEvent], nft: &[(u32, NftPart)], names: &Names) -> Vec<ArrayRef> {
+    let n = events.len();
+    let mut event = DictColumn::<u8>::with_capacity(n);
+    let mut family = DictColumn::<&str>::with_capacity(n);
+    let mut table = DictColumn::<&str>::with_capacity(n);
+    let mut chain = DictColumn::<&str>::with_capacity(n);
+    let mut hook = DictColumn::<&str>::with_capacity(n);
+    let mut verdict = DictColumn::<&str>::with_capacity(n);
+    let mut target = DictColumn::<&str>::with_capacity(n);
+    let mut priority = Vec::with_capacity(n);
+    let mut handle = Vec::with_capacity(n);
+    let mut seq = Vec::with_capacity(n);
+    let mut parts = nft.iter().peekable();
+    for (i, e) in events.iter().enumerate() {
+        let part = match parts.peek() {
+            Some((at, p)) if *at as usize == i => {
+                parts.next();
+                Some(p)
+            }
+            _ => None,
+        };
+        let Some(p) = part else {
+            for c in [
+                &mut family,
+                &mut table,
+                &mut chain,
+                &mut hook,
+                &mut verdict,
+                &mut target,
+            ] {
+                c.push(None, |_| String::new());
+            }
+            event.push(None, |_| String::new());
+            priority.push(None);
+            handle.push(None);
+            seq.push(None);
+            continue;
+        };
+        let r = names.nft.resolve(e.netns, p);
+        // enum nft_trace_types: 1 policy, 2 return, 3 rule.
+        event.push(Some(p.trace_type), |t| match t {
+            1 => "policy".into(),
+            2 => "return".into(),
+            _ => "rule_eval".into(),
+        });
+        family.push(Some(r.family), str::to_owned);
+        table.push(r.table, str::to_owned);
+        chain.push(r.chain, str::to_owned);
+        hook.push(Some(hook_name(p.family, p.hook)), str::to_owned);
+        verdict.push(Some(verdict_name(p.verdict)), str::to_owned);
+        target.push(r.target, str::to_owned);
+        priority.push(r.priority);
+        handle.push((p.rule_handle != 0).then_some(p.rule_handle));
+        seq.push(r.rule_seq);
+    }
+    vec![
+        event.finish(),
+        family.finish(),
+        table.finish(),
+        chain.finish(),
+        hook.finish(),
+        Arc::new(Int32Array::from(priority)),
+        Arc::new(UInt64Array::from(handle)),
+        Arc::new(UInt32Array::from(seq)),
+        verdict.finish(),
+        target.finish(),
+    ]
 }
 
 #[cfg(test)]
@@ -239,6 +314,7 @@ mod tests {
                 event(3, [10, 0, 0, 1]),
                 event(9, [10, 0, 0, 2]),
             ],
+            &[],
             &names,
         )
         .unwrap();
@@ -273,7 +349,7 @@ mod tests {
             protocol: 0x0806,
             ..Default::default()
         };
-        let batch = events_batch(&[e, raw], &Names::default()).unwrap();
+        let batch = events_batch(&[e, raw], &[], &Names::default()).unwrap();
         let saddr = batch
             .column_by_name("saddr")
             .unwrap()

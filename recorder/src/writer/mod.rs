@@ -7,5 +7,6 @@ pub mod batch;
 pub mod dims;
 pub mod kallsyms;
 pub mod manifest;
+pub mod nft_names;
 pub mod nftrace_batch;
 pub mod segments;

@@ -1,0 +1,270 @@
+//! Names for the nft hook's events. The eBPF side reads handles only (no
+//! string copies per event); here they become table, chain and target
+//! names, and a rule's position in its chain, from the ruleset snapshot
+//! (`nft -j -a list ruleset`) taken at start in each traced namespace.
+//! Handles are unique per table, so a rule's handle also names its chain
+//! when the kernel does not pass the chain (6.4+).
+
+use std::collections::HashMap;
+
+use nft_schema::raw::NftPart;
+use serde_json::Value;
+
+/// One table of one namespace.
+#[derive(Debug, Default)]
+struct Table {
+    name: String,
+    /// chain handle -> (name, priority of a base chain)
+    chains: HashMap<u64, (String, Option<i32>)>,
+    /// rule handle -> (chain name, position in the chain from 1)
+    rules: HashMap<u64, (String, u32)>,
+}
+
+/// What the writer shows for one nft event.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Resolved<'a> {
+    pub family: &'static str,
+    pub table: Option<&'a str>,
+    pub chain: Option<&'a str>,
+    pub priority: Option<i32>,
+    pub rule_seq: Option<u32>,
+    pub target: Option<&'a str>,
+}
+
+/// Every snapshot's tables, by (netns inode, NFPROTO family, table handle).
+#[derive(Debug, Default)]
+pub struct NftNames {
+    tables: HashMap<(u32, u8, u64), Table>,
+}
+
+/// `NFPROTO_*` of an nft family name.
+fn family_number(name: &str) -> Option<u8> {
+    Some(match name {
+        "inet" => 1,
+        "ip" => 2,
+        "arp" => 3,
+        "netdev" => 5,
+        "bridge" => 7,
+        "ip6" => 10,
+        _ => return None,
+    })
+}
+
+/// The nft family name of an `NFPROTO_*` number.
+pub fn family_name(n: u8) -> &'static str {
+    match n {
+        1 => "inet",
+        2 => "ip",
+        3 => "arp",
+        5 => "netdev",
+        7 => "bridge",
+        10 => "ip6",
+        _ => "unknown",
+    }
+}
+
+/// The netfilter hook name of `nf_hook_state.hook` for a family (IPv4/IPv6/
+/// inet share the five IP hooks).
+pub fn hook_name(family: u8, hook: u8) -> &'static str {
+    match (family, hook) {
+        (5, 0) => "ingress",
+        (5, 1) => "egress",
+        (3, 0) => "input",
+        (3, 1) => "output",
+        (_, 0) => "prerouting",
+        (_, 1) => "input",
+        (_, 2) => "forward",
+        (_, 3) => "output",
+        (_, 4) => "postrouting",
+        (_, 5) => "ingress",
+        _ => "unknown",
+    }
+}
+
+/// The verdict's name (`nft monitor trace`'s words).
+pub fn verdict_name(code: i32) -> &'static str {
+    match code {
+        0 => "drop",
+        1 => "accept",
+        2 => "stolen",
+        3 => "queue",
+        4 => "repeat",
+        5 => "stop",
+        -1 => "continue",
+        -2 => "break",
+        -3 => "jump",
+        -4 => "goto",
+        -5 => "return",
+        _ => "unknown",
+    }
+}
+
+impl NftNames {
+    /// Adds the snapshot of the namespace with inode `netns`.
+    pub fn add_snapshot(&mut self, netns: u32, json: &str) -> Result<(), serde_json::Error> {
+        let doc: Value = serde_json::from_str(json)?;
+        let items = doc["nftables"].as_array().cloned().unwrap_or_default();
+        let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+        // (family, table name) -> table handle
+        let mut handles: HashMap<(u8, String), u64> = HashMap::new();
+        let mut positions: HashMap<(u8, String, String), u32> = HashMap::new();
+        for item in &items {
+            if let Some(t) = item.get("table") {
+                let (Some(f), Some(name), Some(h)) = (
+                    s(t, "family").as_deref().and_then(family_number),
+                    s(t, "name"),
+                    t.get("handle").and_then(Value::as_u64),
+                ) else {
+                    continue;
+                };
+                handles.insert((f, name.clone()), h);
+                self.tables.insert(
+                    (netns, f, h),
+                    Table {
+                        name,
+                        ..Table::default()
+                    },
+                );
+            }
+        }
+        let key = |v: &Value| -> Option<(u32, u8, u64)> {
+            let f = s(v, "family").as_deref().and_then(family_number)?;
+            let h = *handles.get(&(f, s(v, "table")?))?;
+            Some((netns, f, h))
+        };
+        for item in &items {
+            if let Some(c) = item.get("chain") {
+                let (Some(t), Some(name), Some(h)) = (
+                    key(c).and_then(|k| self.tables.get_mut(&k)),
+                    s(c, "name"),
+                    c.get("handle").and_then(Value::as_u64),
+                ) else {
+                    continue;
+                };
+                let prio = c.get("prio").and_then(Value::as_i64).map(|p| p as i32);
+                t.chains.insert(h, (name, prio));
+            } else if let Some(r) = item.get("rule") {
+                let (Some(k), Some(chain), Some(h)) = (
+                    key(r),
+                    s(r, "chain"),
+                    r.get("handle").and_then(Value::as_u64),
+                ) else {
+                    continue;
+                };
+                let Some(t) = self.tables.get_mut(&k) else {
+                    continue;
+                };
+                let f = k.1;
+                let pos = positions
+                    .entry((f, t.name.clone(), chain.clone()))
+                    .or_insert(0);
+                *pos += 1;
+                t.rules.insert(h, (chain, *pos));
+            }
+        }
+        Ok(())
+    }
+
+    /// Names for an nft event seen in namespace `netns`. What the snapshot
+    /// does not know (a table created after it) stays `None`.
+    pub fn resolve(&self, netns: u32, p: &NftPart) -> Resolved<'_> {
+        let mut r = Resolved {
+            family: family_name(p.family),
+            ..Resolved::default()
+        };
+        let Some(t) = self.tables.get(&(netns, p.family, p.table_handle)) else {
+            return r;
+        };
+        r.table = Some(&t.name);
+        let by_rule = t.rules.get(&p.rule_handle).filter(|_| p.rule_handle != 0);
+        let chain = t
+            .chains
+            .get(&p.chain_handle)
+            .filter(|_| p.chain_handle != 0);
+        r.chain = chain
+            .map(|c| c.0.as_str())
+            .or(by_rule.map(|(c, _)| c.as_str()));
+        r.priority = chain.and_then(|c| c.1);
+        r.rule_seq = by_rule.map(|(_, pos)| *pos);
+        r.target = t
+            .chains
+            .get(&p.target_handle)
+            .filter(|_| p.target_handle != 0)
+            .map(|c| c.0.as_str());
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SNAPSHOT: &str = r#"{"nftables": [
+        {"metainfo": {"version": "1.0.6"}},
+        {"table": {"family": "inet", "name": "fw", "handle": 7}},
+        {"chain": {"family": "inet", "table": "fw", "name": "input", "handle": 1,
+                   "type": "filter", "hook": "input", "prio": 0, "policy": "accept"}},
+        {"chain": {"family": "inet", "table": "fw", "name": "icmp_chain", "handle": 2}},
+        {"rule": {"family": "inet", "table": "fw", "chain": "input", "handle": 3, "expr": []}},
+        {"rule": {"family": "inet", "table": "fw", "chain": "input", "handle": 5, "expr": []}},
+        {"rule": {"family": "inet", "table": "fw", "chain": "icmp_chain", "handle": 4, "expr": []}}
+    ]}"#;
+
+    #[test]
+    fn handles_become_names_and_positions() {
+        let mut n = NftNames::default();
+        n.add_snapshot(42, SNAPSHOT).unwrap();
+        // A rule of a regular chain, chain not passed (6.4+), jumping.
+        let jump = NftPart {
+            table_handle: 7,
+            rule_handle: 3,
+            target_handle: 2,
+            family: 1,
+            verdict: -3,
+            ..NftPart::default()
+        };
+        assert_eq!(
+            n.resolve(42, &jump),
+            Resolved {
+                family: "inet",
+                table: Some("fw"),
+                chain: Some("input"),
+                priority: None,
+                rule_seq: Some(1),
+                target: Some("icmp_chain"),
+            }
+        );
+        let r = n.resolve(
+            42,
+            &NftPart {
+                rule_handle: 4,
+                ..jump
+            },
+        );
+        assert_eq!((r.chain, r.rule_seq), (Some("icmp_chain"), Some(1)));
+        // A policy: no rule, the base chain passed.
+        let policy = NftPart {
+            table_handle: 7,
+            chain_handle: 1,
+            family: 1,
+            verdict: 1,
+            ..NftPart::default()
+        };
+        let r = n.resolve(42, &policy);
+        assert_eq!(
+            (r.chain, r.priority, r.rule_seq),
+            (Some("input"), Some(0), None)
+        );
+        // Another namespace, another table: unknown, not misnamed.
+        assert_eq!(n.resolve(43, &policy).table, None);
+    }
+
+    #[test]
+    fn names_of_numbers() {
+        assert_eq!(verdict_name(0), "drop");
+        assert_eq!(verdict_name(-3), "jump");
+        assert_eq!(hook_name(1, 1), "input");
+        assert_eq!(hook_name(2, 4), "postrouting");
+        assert_eq!(family_name(10), "ip6");
+    }
+}
