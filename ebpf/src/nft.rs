@@ -28,7 +28,24 @@ pub fn kprobe_nft_rule(ctx: ProbeContext) -> u32 {
         return 0;
     };
     let o = config.nft;
-    let arg = |n: usize| -> u64 { ctx.arg(n).unwrap_or(0) };
+    // Every argument register is loaded once, from ctx at a constant
+    // offset, before any choice: when the choice came first, the compiler
+    // picked a ctx pointer instead of a value, and the verifier refuses a
+    // load through a ctx pointer that was moved ("dereference of modified
+    // ctx ptr").
+    let regs = ctx.regs;
+    // SAFETY: `regs` is the probe's pt_regs; volatile keeps each load as
+    // written.
+    let args: [u64; 5] = unsafe {
+        [
+            core::ptr::read_volatile(&(*regs).rdi),
+            core::ptr::read_volatile(&(*regs).rsi),
+            core::ptr::read_volatile(&(*regs).rdx),
+            core::ptr::read_volatile(&(*regs).rcx),
+            core::ptr::read_volatile(&(*regs).r8),
+        ]
+    };
+    let arg = |n: usize| -> u64 { args[n] };
     // ABI 1: (info, chain, type), pkt/rule/verdict inside info.
     // ABI 2: (pkt, verdict, rule, info, type).
     let v1 = o.abi == nft_trace_abi::INFO_CHAIN_TYPE;

@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use nft_recorder::record::{
     filter::FilterArgs,
     functions::{BackendChoice, Mode},
-    record, RecordOptions,
+    record, NftHooks, RecordOptions,
 };
 
 #[derive(Parser, Debug)]
@@ -166,6 +166,11 @@ pub struct RecordArgs {
     /// the address may be another skb's by now).
     #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
     track_ttl: f64,
+    /// The eBPF nft hook (a kprobe on __nft_trace_packet): every rule
+    /// verdict and chain policy on the skb itself. auto: when kernel
+    /// functions can be traced; on: or fail; off.
+    #[arg(long, value_enum, default_value = "auto")]
+    nft_hooks: NftHooks,
 }
 
 fn seconds(flag: &str, v: f64) -> anyhow::Result<Duration> {
@@ -205,6 +210,7 @@ impl RecordArgs {
         o.functions_file = self.functions;
         o.tracked_skbs = self.track_skbs;
         o.track_ttl = seconds("track-ttl", self.track_ttl)?;
+        o.nft_hooks = self.nft_hooks;
         Ok(o)
     }
 }

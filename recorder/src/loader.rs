@@ -47,6 +47,11 @@ impl LoadedObject {
             .btf(opts.btf)
             .map_max_entries(names::MAP_EVENTS, opts.ringbuf_bytes)
             .map_max_entries(names::MAP_TRACKED, opts.tracked_skbs.max(1));
+        // For whoever debugs a program the verifier refuses: the full log.
+        if std::env::var_os("NFT_TRACER_VERIFIER_LOG").is_some() {
+            loader
+                .verifier_log_level(aya::VerifierLogLevel::VERBOSE | aya::VerifierLogLevel::STATS);
+        }
         let mut ebpf = loader.load(EBPF_OBJECT)?;
         let map = ebpf
             .map_mut(names::MAP_CONFIG)

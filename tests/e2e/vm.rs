@@ -110,6 +110,54 @@ fn suite(kernel: &str, kprobe_multi: bool) {
     )
     .unwrap();
     assert_eq!(kfree, dropped, "{kernel}: kfree_skb drops vs counter");
+
+    // The nft hook (issue 6): every rule verdict and policy of table fw seen
+    // on the skb equals what `nft monitor trace` printed in the guest, as a
+    // multiset of (table, chain, type, handle, verdict), and its drops equal
+    // the drop rule's counter.
+    let monitor = std::fs::read_to_string(out.join("monitor.txt")).unwrap();
+    let mut expected: Vec<(String, String, String, Option<u64>, String)> =
+        nft_tests::parse_monitor(&monitor)
+            .into_iter()
+            .filter(|r| r.1 == "fw")
+            .map(|(_, t, c, ty, h, v)| (t, c, ty, h, v))
+            .collect();
+    expected.sort();
+    assert!(
+        !expected.is_empty(),
+        "{kernel}: monitor saw nothing:\n{monitor}"
+    );
+    let rows = nft_tests::duckdb(
+        &rec,
+        "SELECT nft_table, nft_chain, nft_event, nft_rule_handle, nft_verdict \
+         FROM read_parquet('{dir}/events-*.parquet') \
+         WHERE kind = 'nft' AND nft_table = 'fw' \
+           AND (nft_event = 'policy' OR nft_rule_handle IS NOT NULL)",
+    )
+    .unwrap();
+    let mut ours: Vec<(String, String, String, Option<u64>, String)> = rows
+        .iter()
+        .map(|r| {
+            let kind = match r[2].as_str().unwrap() {
+                "rule_eval" => "rule",
+                k => k,
+            };
+            (
+                r[0].as_str().unwrap().to_owned(),
+                r[1].as_str().unwrap().to_owned(),
+                kind.to_owned(),
+                r[3].as_u64(),
+                r[4].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    ours.sort();
+    assert_eq!(
+        ours, expected,
+        "{kernel}: nft hook vs nft monitor trace:\n{monitor}"
+    );
+    let hook_drops = ours.iter().filter(|r| r.4 == "drop").count() as i64;
+    assert_eq!(hook_drops, dropped, "{kernel}: nft hook drops vs counter");
     let verdicts = duckdb_i64(
         &rec,
         "SELECT count(*) FROM read_parquet('{dir}/nftrace-*.parquet') \

@@ -17,7 +17,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nft_schema::manifest::{AttachResult, Manifest, NetnsRef};
-use nft_schema::raw::{ProbeConfig, MAX_NETNS, PROBE_FUNCTION_BASE};
+use nft_schema::raw::{ProbeConfig, MAX_NETNS, PROBE_FUNCTION_BASE, PROBE_NFT_RULE};
+
+use crate::kernel::nft_layout::NftLayout;
+use crate::sources::nft_hook;
+pub use crate::sources::nft_hook::NftHooks;
 use nft_schema::SCHEMA_VERSION;
 
 use crate::drain::{loss_reason_name, EventReader, LossCounters};
@@ -65,6 +69,8 @@ pub struct RecordOptions {
     pub tracked_skbs: u32,
     /// A tracked skb not seen for this long is forgotten.
     pub track_ttl: Duration,
+    /// The eBPF nft hook (rule verdicts on the skb).
+    pub nft_hooks: NftHooks,
     pub command_line: Vec<String>,
 }
 
@@ -91,6 +97,7 @@ impl RecordOptions {
             functions_file: None,
             tracked_skbs: nft_schema::raw::DEFAULT_TRACKED_SKBS,
             track_ttl: Duration::from_secs(1),
+            nft_hooks: NftHooks::Auto,
             command_line: std::env::args().collect(),
         }
     }
@@ -133,6 +140,8 @@ pub enum RecordError {
     Functions(#[from] functions::FunctionsError),
     #[error("no probe could be attached: {0}")]
     NothingAttached(String),
+    #[error("--nft-hooks on: {0}")]
+    NftHooks(String),
     #[error("{0}")]
     Runtime(String),
 }
@@ -214,6 +223,19 @@ pub fn record(opts: &RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSumma
         tracepoints.retain(|t| opts.tracepoints.contains(&t.name));
     }
     let drop_reasons = btf.drop_reasons()?;
+    // The nft hook's layout, before anything is loaded (CONFIG holds it).
+    let nft_layout = match opts.nft_hooks {
+        NftHooks::Off => None,
+        _ if !opts.nftrace => Some(Err(
+            "the nft hook needs the nftrace source's tables (they turn nf_tables' trace key on); \
+             --no-nftrace turns both off"
+                .to_string(),
+        )),
+        _ => Some(NftLayout::running(&btf).map_err(|e| e.to_string())),
+    };
+    if let (NftHooks::On, Some(Err(why))) = (opts.nft_hooks, &nft_layout) {
+        return Err(RecordError::NftHooks(why.clone()));
+    }
     // Tracking must see frees, or a freed skb's address would keep
     // reporting whatever skb comes next: it needs both free tracepoints.
     let frees_seen = ["kfree_skb", "consume_skb"]
@@ -264,6 +286,7 @@ pub fn record(opts: &RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSumma
             aya_btf,
             function_plan,
             tracking,
+            nft_layout,
         },
     );
     if result.is_err() {
@@ -285,6 +308,8 @@ struct RecordInputs {
     aya_btf: aya::Btf,
     function_plan: Vec<crate::sources::function::FunctionProbe>,
     tracking: bool,
+    /// `None`: the nft hook is off; else its layout, or why there is none.
+    nft_layout: Option<Result<NftLayout, String>>,
 }
 
 fn record_into(
@@ -303,6 +328,7 @@ fn record_into(
         aya_btf,
         function_plan,
         tracking,
+        nft_layout,
     } = inputs;
     let dir = dir.to_path_buf();
 
@@ -314,6 +340,9 @@ fn record_into(
     config.track_ttl_ns = opts.track_ttl.as_nanos() as u64;
     for (slot, ns) in config.netns.iter_mut().zip(&netns) {
         *slot = ns.inode;
+    }
+    if let Some(Ok(layout)) = &nft_layout {
+        config.nft = layout.offsets;
     }
     let mut obj = LoadedObject::load(&LoadOptions {
         config,
@@ -422,6 +451,50 @@ fn record_into(
         return Err(RecordError::NothingAttached(why));
     }
 
+    // --- the nft hook (before nftrace, so `--nft-hooks on` fails early) ---
+    let mut nft_attached = false;
+    if let Some(layout) = nft_layout {
+        let result = match layout {
+            Err(why) => Err(why),
+            Ok(_) if fns.backend == "tracepoint" && opts.nft_hooks == NftHooks::Auto => Err(
+                "kernel functions cannot be traced on this kernel (backend tracepoint): \
+                 rule verdicts come from nftrace alone"
+                    .to_string(),
+            ),
+            Ok(_) => nft_hook::attach(&mut obj).map_err(|e| nft_hook::describe(&e)),
+        };
+        match result {
+            Ok(()) => {
+                nft_attached = true;
+                attach_plan.push(AttachResult {
+                    probe: nft_hook::PROBE_NAME.into(),
+                    attached: true,
+                    error: None,
+                });
+                names
+                    .probes
+                    .insert(PROBE_NFT_RULE, nft_hook::PROBE_NAME.into());
+                probe_rows.push(ProbeRow {
+                    probe_id: PROBE_NFT_RULE,
+                    kind: "nft".into(),
+                    name: nft_hook::PROBE_NAME.into(),
+                    skb_arg: 0,
+                });
+            }
+            Err(why) if opts.nft_hooks == NftHooks::On => {
+                return Err(RecordError::NftHooks(why));
+            }
+            Err(why) => {
+                tracing::info!("nft hook not attached: {why}");
+                attach_plan.push(AttachResult {
+                    probe: nft_hook::PROBE_NAME.into(),
+                    attached: false,
+                    error: Some(why),
+                });
+            }
+        }
+    }
+
     // --- nftrace: one thread per namespace -------------------------------------
     let nftrace_stop = Arc::new(AtomicBool::new(false));
     let nftrace_writer: NftraceWriter = Arc::new(Mutex::new(SegmentWriter::for_table(
@@ -431,6 +504,8 @@ fn record_into(
     )));
     let mut nftrace_threads = Vec::new();
     let mut rulesets = Vec::new();
+    // (label, netns inode) of each namespace whose ruleset is snapshotted.
+    let mut snapshots: Vec<(String, u32)> = Vec::new();
     if opts.nftrace {
         let targets: Vec<NftraceTarget> = if netns.is_empty() {
             vec![NftraceTarget {
@@ -449,6 +524,7 @@ fn record_into(
                 .collect()
         };
         for target in targets {
+            snapshots.push((target.label.clone(), target.inode));
             let (ready_tx, ready_rx) = std::sync::mpsc::channel();
             let label = target.label.clone();
             let handle = nftrace::spawn(
@@ -491,6 +567,25 @@ fn record_into(
                     });
                     nftrace_threads.push(handle);
                 }
+            }
+        }
+    }
+
+    // The nft hook sees nothing until nftrace's tables turn the trace key
+    // on; its names come from their snapshots.
+    if nft_attached {
+        for (label, inode) in &snapshots {
+            let path = dir.join(format!("ruleset-{label}-start.json"));
+            let loaded = std::fs::read_to_string(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|json| {
+                    names
+                        .nft
+                        .add_snapshot(*inode, &json)
+                        .map_err(|e| e.to_string())
+                });
+            if let Err(e) = loaded {
+                tracing::warn!("nft hook names from {}: {e}", path.display());
             }
         }
     }

@@ -7,10 +7,12 @@
 //! | `tracepoint` | tp_btf on skb tracepoints          | `ebpf/src/tracepoint.rs` |
 //! | `function`   | kprobe / fentry on skb functions   | `ebpf/src/function.rs` |
 //! | `kprobe_multi` | one kprobe.multi link, many functions (raw `bpf()`) | none yet |
+//! | `nft_hook`   | kprobe on `__nft_trace_packet`      | `ebpf/src/nft.rs`      |
 //! | `nftrace`    | the kernel's NFNLGRP_NFTRACE netlink | none                 |
 
 pub mod function;
 pub mod kprobe_multi;
+pub mod nft_hook;
 pub mod nftrace;
 pub mod tracepoint;
 

@@ -21,12 +21,16 @@ table inet fw {
 }
 NFT
 
+# `nft monitor trace` in b: the oracle for the nft hook's verdicts (issue 6).
+ip netns exec b nft -a monitor trace > /out/monitor.txt &
+monitor=$!
 nft-recorder record -o /out/rec --netns b --host 10.9.0.1 --duration 8 &
 rec=$!
 while [ ! -e /out/rec/recording.json ]; do sleep 0.2; done
 ip netns exec a ping -q -c 3 -i 0.2 10.9.0.2
 ip netns exec a nc -z -w 1 10.9.0.2 9 || true
 wait $rec
+sleep 0.3; kill $monitor || true
 ip netns exec b nft -j list table inet fw > /out/counters.json
 echo "suite: done"
 
