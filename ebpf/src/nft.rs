@@ -27,7 +27,7 @@ pub fn kprobe_nft_rule(ctx: ProbeContext) -> u32 {
         count_loss(PROBE_NFT_RULE, LossReason::NoConfig);
         return 0;
     };
-    let o = config.nft;
+    let o = &config.nft;
     // Every argument register is loaded once, from ctx at a constant
     // offset, before any choice: when the choice came first, the compiler
     // picked a ctx pointer instead of a value, and the verifier refuses a
@@ -50,16 +50,47 @@ pub fn kprobe_nft_rule(ctx: ProbeContext) -> u32 {
     // ABI 2: (pkt, verdict, rule, info, type).
     let v1 = o.abi == nft_trace_abi::INFO_CHAIN_TYPE;
     let info = if v1 { arg(0) } else { arg(3) };
-    let (pkt, verdict, rule, trace_type, given_chain) = if v1 {
+    let pkt = if v1 {
+        read_at::<u64>(info, o.info_pkt)
+    } else {
+        arg(0)
+    };
+    // The packet first, everything else after: the verifier walks the
+    // header parsing once, not once per combination of the branches below
+    // (the 6.1 verifier gave up at a million instructions otherwise).
+    let skb: u64 = read_at(pkt, o.pkt_skb);
+    let extra = Extra {
+        probe_id: PROBE_NFT_RULE,
+        kind: EventKind::Nft,
+        location: 0,
+        drop_reason: 0,
+        frees_skb: false,
+    };
+    let Some(ev) = prepare(skb, extra) else {
+        return 0;
+    };
+    // Into the ring buffer at once: the event leaves the stack (512 bytes)
+    // before the nft fields are read.
+    let Some(mut entry) = EVENTS.reserve::<NftRecord>(0) else {
+        count_loss(PROBE_NFT_RULE, LossReason::RingbufFull);
+        return 0;
+    };
+    let slot = entry.as_mut_ptr();
+    // SAFETY: `slot` is our reserved, exclusively owned ring buffer record.
+    unsafe {
+        core::ptr::addr_of_mut!((*slot).skb).write(ev);
+        core::ptr::addr_of_mut!((*slot).skb.skb).write(skb);
+    }
+
+    let (verdict, rule, trace_type, given_chain) = if v1 {
         (
-            read_at::<u64>(info, o.info_pkt),
             read_at::<u64>(info, o.info_verdict),
             read_at::<u64>(info, o.info_rule),
             arg(2) as u8,
             arg(1),
         )
     } else {
-        (arg(0), arg(1), arg(2), arg(4) as u8, 0)
+        (arg(1), arg(2), arg(4) as u8, 0)
     };
 
     // The base chain (an nft_base_chain embedding its nft_chain) and its
@@ -113,26 +144,8 @@ pub fn kprobe_nft_rule(ctx: ProbeContext) -> u32 {
         nf_trace: read_at(info, o.info_nf_trace),
         _pad: [0; 4],
     };
-    let skb: u64 = read_at(pkt, o.pkt_skb);
-    let extra = Extra {
-        probe_id: PROBE_NFT_RULE,
-        kind: EventKind::Nft,
-        location: 0,
-        drop_reason: 0,
-        frees_skb: false,
-    };
-    let Some(ev) = prepare(skb, extra) else {
-        return 0;
-    };
-    let Some(mut entry) = EVENTS.reserve::<NftRecord>(0) else {
-        count_loss(PROBE_NFT_RULE, LossReason::RingbufFull);
-        return 0;
-    };
-    let slot = entry.as_mut_ptr();
-    // SAFETY: `slot` is our reserved, exclusively owned ring buffer record.
+    // SAFETY: as above.
     unsafe {
-        core::ptr::addr_of_mut!((*slot).skb).write(ev);
-        core::ptr::addr_of_mut!((*slot).skb.skb).write(skb);
         core::ptr::addr_of_mut!((*slot).nft).write(nft);
     }
     entry.submit(0);

@@ -41,7 +41,7 @@ fn suite(kernel: &str, kprobe_multi: bool) {
     let _cpu = kernel_lock();
     let out = std::env::temp_dir().join(format!("nt-vm-{kernel}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
-    let run = boot(kernel, Some(&out), 400, &["bash", "/work/guest/suite.sh"]);
+    let run = boot(kernel, Some(&out), 600, &["bash", "/work/guest/suite.sh"]);
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert_eq!(
         run.status.code(),
