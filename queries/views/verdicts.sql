@@ -11,7 +11,8 @@ WITH v AS (
            CASE nft_event WHEN 'rule_eval' THEN 'rule' ELSE nft_event END AS type,
            nft_rule_handle AS rule_handle, nft_verdict AS verdict, nft_target AS target
     FROM events
-    WHERE (nft_event = 'policy' OR (nft_event = 'rule_eval' AND nft_rule_handle IS NOT NULL))
+    WHERE (nft_event IN ('policy', 'chain_exit')
+           OR (nft_event = 'rule_eval' AND nft_rule_handle IS NOT NULL))
       AND coalesce(nft_table, '') <> 'nft_tracer'
     UNION ALL
     SELECT recording, 'nftrace' AS source, ts_ns, netns,

@@ -124,7 +124,7 @@ fn main() {
     // The drain thread hands over chunks of 16 Ki events.
     let start = Instant::now();
     for chunk in input.chunks(16 * 1024) {
-        let batch = events_batch(chunk, &names).unwrap();
+        let batch = events_batch(chunk, &[], &names).unwrap();
         segments.write(&batch).unwrap();
     }
     segments.flush().unwrap();

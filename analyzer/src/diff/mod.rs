@@ -12,7 +12,6 @@ pub mod profile;
 pub mod report;
 pub mod rules;
 
-use datafusion::error::DataFusionError;
 use indicatif::ProgressBar;
 
 use crate::catalog::Catalog;
@@ -26,13 +25,9 @@ pub use report::{Kind, Report};
 pub enum DiffError {
     #[error("diff needs exactly two recordings, got {0}")]
     NotTwo(usize),
+    /// The trace pipeline or a query failed.
     #[error(transparent)]
     Traces(#[from] TracesError),
-    #[error("query {query}: {source}")]
-    Query {
-        query: &'static str,
-        source: DataFusionError,
-    },
     #[error("reading query results: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
 }

@@ -11,8 +11,8 @@ use serde::Serialize;
 
 use super::DiffError;
 use crate::catalog::Catalog;
-use crate::queries;
 use crate::result_columns::{strs, u64s, Interner};
+use crate::traces::lookups::{collect, query};
 
 /// The library query the counts come from, and the names of its output
 /// columns that are read here (`queries/rule_verdicts.sql`).
@@ -78,19 +78,7 @@ impl RulePair {
 
 /// Every rule's verdict counts on both sides, matched.
 pub async fn load(catalog: &Catalog, base: &str, new: &str) -> Result<Vec<RulePair>, DiffError> {
-    let sql = queries::find(QUERY).expect("compiled in").sql;
-    let err = |source| DiffError::Query {
-        query: QUERY,
-        source,
-    };
-    let batches = catalog
-        .ctx
-        .sql(sql)
-        .await
-        .map_err(err)?
-        .collect()
-        .await
-        .map_err(err)?;
+    let batches = collect(catalog, query(QUERY), QUERY).await?;
     let mut rows: Vec<(String, String, Rule, u64, String)> = Vec::new();
     let mut interner = Interner::default();
     for b in &batches {

@@ -74,7 +74,8 @@ pub fn query(name: &str) -> &'static str {
         .sql
 }
 
-async fn collect(
+/// Runs `sql` (the query called `name`, for errors) to the end.
+pub async fn collect(
     catalog: &Catalog,
     sql: &str,
     name: &'static str,
