@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::profile::{quantile, FlowProfile, Profile, NO_VERDICT};
 use super::report::{
-    us, Difference, DropRow, FlowVerdicts, Kind, LatencyRow, PathRow, Report, Side,
+    counts, us, Difference, DropRow, FlowVerdicts, Kind, LatencyRow, PathRow, Report, Side,
 };
 use super::rules::RulePair;
 
@@ -151,11 +151,11 @@ pub fn compare(
             }
             (Some(_), Some(_)) => None,
             (None, Some(_)) if nt > 0 => {
-                Some((Kind::RuleChange, format!("added: {}", counts_text(&p.new))))
+                Some((Kind::RuleChange, format!("added: {}", counts(&p.new))))
             }
             (Some(_), None) if bt > 0 => Some((
                 Kind::RuleChange,
-                format!("removed: had {}", counts_text(&p.base)),
+                format!("removed: had {}", counts(&p.base)),
             )),
             _ => None,
         };
@@ -255,7 +255,7 @@ fn or_none(m: &BTreeMap<String, u64>) -> String {
     if m.is_empty() {
         NO_VERDICT.to_owned()
     } else {
-        counts_text(m)
+        counts(m)
     }
 }
 
@@ -265,13 +265,6 @@ fn share(count: u64, total: u64) -> f64 {
     } else {
         count as f64 / total as f64
     }
-}
-
-fn counts_text(m: &BTreeMap<String, u64>) -> String {
-    m.iter()
-        .map(|(k, v)| format!("{k} {v}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// `drop 100% → accept 100%` when some category's share moved more than

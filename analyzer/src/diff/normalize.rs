@@ -5,6 +5,7 @@
 //! two runs of the same traffic).
 
 use crate::traces::model::Trace;
+use crate::traces::sinks::flow_text_with_ports;
 
 /// Suffixes GCC and LLVM add to clones of a function (`ip_rcv.isra.0`,
 /// `tcp_v4_rcv.cold`, `foo.constprop.0.isra.0`): one function for a diff.
@@ -72,29 +73,14 @@ pub fn signature(t: &Trace) -> String {
 /// its reply are two flows.
 pub fn flow(t: &Trace, exact: bool) -> String {
     let p = &t.packet_info;
-    if p.ip_version.is_none() {
-        return "non-ip".into();
-    }
-    let proto = p.protocol.as_deref().unwrap_or("-");
     let (sport, dport) = match (p.src_port, p.dst_port) {
         (Some(s), Some(d)) if !exact && s < d => (Some(s.to_string()), Some("*".into())),
         (Some(s), Some(d)) if !exact && d < s => (Some("*".into()), Some(d.to_string())),
         (s, d) => (s.map(|s| s.to_string()), d.map(|d| d.to_string())),
     };
-    let end = |ip: &Option<String>, port: Option<String>| {
-        let ip = ip.as_deref().unwrap_or("?");
-        match port {
-            Some(port) if ip.contains(':') => format!("[{ip}]:{port}"),
-            Some(port) => format!("{ip}:{port}"),
-            None => ip.to_owned(),
-        }
-    };
-    let mut s = format!(
-        "{proto} {} > {}",
-        end(&p.src_ip, sport),
-        end(&p.dst_ip, dport)
-    );
-    if let Some(ty) = p.icmp_type.filter(|_| proto.starts_with("icmp")) {
+    let mut s = flow_text_with_ports(t, sport, dport);
+    let icmp = p.protocol.as_deref().is_some_and(|p| p.starts_with("icmp"));
+    if let Some(ty) = p.icmp_type.filter(|_| icmp && p.ip_version.is_some()) {
         s.push_str(&format!(" type {ty}"));
     }
     s

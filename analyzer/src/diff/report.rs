@@ -146,7 +146,8 @@ impl Report {
     }
 }
 
-fn counts(m: &BTreeMap<String, u64>) -> String {
+/// `accept 3, drop 1` (`-` when empty).
+pub fn counts(m: &BTreeMap<String, u64>) -> String {
     if m.is_empty() {
         return "-".into();
     }

@@ -27,8 +27,19 @@ pub trait Sink {
 /// `tcp 10.0.0.1:40000 > 10.0.0.2:80` (ports only for TCP/UDP).
 pub fn flow_text(t: &Trace) -> String {
     let p = &t.packet_info;
+    flow_text_with_ports(
+        t,
+        p.src_port.map(|v| v.to_string()),
+        p.dst_port.map(|v| v.to_string()),
+    )
+}
+
+/// [`flow_text`] with the ports shown as given (`diff` shows an ephemeral
+/// one as `*`).
+pub fn flow_text_with_ports(t: &Trace, sport: Option<String>, dport: Option<String>) -> String {
+    let p = &t.packet_info;
     let proto = p.protocol.as_deref().unwrap_or("-");
-    let end = |ip: &Option<String>, port: Option<u16>| {
+    let end = |ip: &Option<String>, port: Option<String>| {
         let ip = ip.as_deref().unwrap_or("?");
         match port {
             Some(port) if ip.contains(':') => format!("[{ip}]:{port}"),
@@ -41,8 +52,8 @@ pub fn flow_text(t: &Trace) -> String {
     }
     format!(
         "{proto} {} > {}",
-        end(&p.src_ip, p.src_port),
-        end(&p.dst_ip, p.dst_port)
+        end(&p.src_ip, sport),
+        end(&p.dst_ip, dport)
     )
 }
 

@@ -10,8 +10,8 @@ use std::net::Ipv6Addr;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, DictionaryArray, Int32Array, PrimitiveArray, StringArray, UInt16Array, UInt32Array,
-    UInt64Array, UInt8Array,
+    new_null_array, ArrayRef, DictionaryArray, Int32Array, PrimitiveArray, StringArray,
+    UInt16Array, UInt32Array, UInt64Array, UInt8Array,
 };
 use arrow::datatypes::{ArrowPrimitiveType, Int32Type};
 use arrow::error::ArrowError;
@@ -20,7 +20,8 @@ use nft_schema::raw::{EventKind, NftPart, SkbEvent, PROBE_KFREE_SKB};
 use nft_schema::tables::events_schema;
 
 use super::kallsyms::Kallsyms;
-use super::nft_names::{hook_name, verdict_name, NftNames};
+use super::nft_names::{hook_name, NftNames};
+use crate::sources::nftrace::message::{family_name, verdict_name};
 
 /// What the writer knows about names, resolved once at start.
 #[derive(Default)]
@@ -211,12 +212,24 @@ pub fn events_batch(
 /// The `nft_*` columns: null except on the nft hook's events.
 fn nft_columns(events: &[SkbEvent], nft: &[(u32, NftPart)], names: &Names) -> Vec<ArrayRef> {
     let n = events.len();
+    if nft.is_empty() {
+        // Most batches: no nft hook events, ten null columns at no cost
+        // per row.
+        let schema = events_schema();
+        let first = schema
+            .index_of(nft_schema::columns::events::NFT_EVENT)
+            .expect("the events schema has the nft columns");
+        return schema.fields()[first..]
+            .iter()
+            .map(|f| new_null_array(f.data_type(), n))
+            .collect();
+    }
     let mut event = DictColumn::<u8>::with_capacity(n);
-    let mut family = DictColumn::<&str>::with_capacity(n);
+    let mut family = DictColumn::<u8>::with_capacity(n);
     let mut table = DictColumn::<&str>::with_capacity(n);
     let mut chain = DictColumn::<&str>::with_capacity(n);
     let mut hook = DictColumn::<&str>::with_capacity(n);
-    let mut verdict = DictColumn::<&str>::with_capacity(n);
+    let mut verdict = DictColumn::<i32>::with_capacity(n);
     let mut target = DictColumn::<&str>::with_capacity(n);
     let mut priority = Vec::with_capacity(n);
     let mut handle = Vec::with_capacity(n);
@@ -231,17 +244,12 @@ fn nft_columns(events: &[SkbEvent], nft: &[(u32, NftPart)], names: &Names) -> Ve
             _ => None,
         };
         let Some(p) = part else {
-            for c in [
-                &mut family,
-                &mut table,
-                &mut chain,
-                &mut hook,
-                &mut verdict,
-                &mut target,
-            ] {
+            for c in [&mut table, &mut chain, &mut hook, &mut target] {
                 c.push(None, |_| String::new());
             }
             event.push(None, |_| String::new());
+            family.push(None, |_| String::new());
+            verdict.push(None, |_| String::new());
             priority.push(None);
             handle.push(None);
             seq.push(None);
@@ -254,11 +262,11 @@ fn nft_columns(events: &[SkbEvent], nft: &[(u32, NftPart)], names: &Names) -> Ve
             2 => "return".into(),
             _ => "rule_eval".into(),
         });
-        family.push(Some(r.family), str::to_owned);
+        family.push(Some(p.family), family_name);
         table.push(r.table, str::to_owned);
         chain.push(r.chain, str::to_owned);
         hook.push(Some(hook_name(p.family, p.hook)), str::to_owned);
-        verdict.push(Some(verdict_name(p.verdict)), str::to_owned);
+        verdict.push(Some(p.verdict), verdict_name);
         target.push(r.target, str::to_owned);
         priority.push(r.priority);
         handle.push((p.rule_handle != 0).then_some(p.rule_handle));

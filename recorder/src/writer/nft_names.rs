@@ -8,6 +8,8 @@
 use std::collections::HashMap;
 
 use nft_schema::raw::NftPart;
+
+use crate::sources::nftrace::message::family_name;
 use serde_json::Value;
 
 /// One table of one namespace.
@@ -23,7 +25,6 @@ struct Table {
 /// What the writer shows for one nft event.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Resolved<'a> {
-    pub family: &'static str,
     pub table: Option<&'a str>,
     pub chain: Option<&'a str>,
     pub priority: Option<i32>,
@@ -37,30 +38,11 @@ pub struct NftNames {
     tables: HashMap<(u32, u8, u64), Table>,
 }
 
-/// `NFPROTO_*` of an nft family name.
+/// `NFPROTO_*` of an nft family name (the inverse of [`family_name`]).
 fn family_number(name: &str) -> Option<u8> {
-    Some(match name {
-        "inet" => 1,
-        "ip" => 2,
-        "arp" => 3,
-        "netdev" => 5,
-        "bridge" => 7,
-        "ip6" => 10,
-        _ => return None,
-    })
-}
-
-/// The nft family name of an `NFPROTO_*` number.
-pub fn family_name(n: u8) -> &'static str {
-    match n {
-        1 => "inet",
-        2 => "ip",
-        3 => "arp",
-        5 => "netdev",
-        7 => "bridge",
-        10 => "ip6",
-        _ => "unknown",
-    }
+    [1u8, 2, 3, 5, 7, 10]
+        .into_iter()
+        .find(|&n| family_name(n) == name)
 }
 
 /// The netfilter hook name of `nf_hook_state.hook` for a family (IPv4/IPv6/
@@ -77,24 +59,6 @@ pub fn hook_name(family: u8, hook: u8) -> &'static str {
         (_, 3) => "output",
         (_, 4) => "postrouting",
         (_, 5) => "ingress",
-        _ => "unknown",
-    }
-}
-
-/// The verdict's name (`nft monitor trace`'s words).
-pub fn verdict_name(code: i32) -> &'static str {
-    match code {
-        0 => "drop",
-        1 => "accept",
-        2 => "stolen",
-        3 => "queue",
-        4 => "repeat",
-        5 => "stop",
-        -1 => "continue",
-        -2 => "break",
-        -3 => "jump",
-        -4 => "goto",
-        -5 => "return",
         _ => "unknown",
     }
 }
@@ -168,10 +132,7 @@ impl NftNames {
     /// Names for an nft event seen in namespace `netns`. What the snapshot
     /// does not know (a table created after it) stays `None`.
     pub fn resolve(&self, netns: u32, p: &NftPart) -> Resolved<'_> {
-        let mut r = Resolved {
-            family: family_name(p.family),
-            ..Resolved::default()
-        };
+        let mut r = Resolved::default();
         let Some(t) = self.tables.get(&(netns, p.family, p.table_handle)) else {
             return r;
         };
@@ -226,7 +187,6 @@ mod tests {
         assert_eq!(
             n.resolve(42, &jump),
             Resolved {
-                family: "inet",
                 table: Some("fw"),
                 chain: Some("input"),
                 priority: None,
@@ -261,10 +221,9 @@ mod tests {
 
     #[test]
     fn names_of_numbers() {
-        assert_eq!(verdict_name(0), "drop");
-        assert_eq!(verdict_name(-3), "jump");
         assert_eq!(hook_name(1, 1), "input");
         assert_eq!(hook_name(2, 4), "postrouting");
-        assert_eq!(family_name(10), "ip6");
+        assert_eq!(family_number("ip6"), Some(10));
+        assert_eq!(family_number("nope"), None);
     }
 }
