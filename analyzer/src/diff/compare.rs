@@ -79,7 +79,12 @@ pub fn compare(
                 base_example: bex,
                 new_example: nex,
             });
-            let kind = if bc.abs_diff(nc) < tol.min_count {
+            // In-flight traces are left out of paths: their path is not
+            // over. A change they could account for (the side with fewer
+            // had that many still in flight) is not certain.
+            let in_flight = if bc < nc { b.in_flight } else { n.in_flight };
+            let certain = bc.abs_diff(nc).saturating_sub(in_flight);
+            let kind = if certain < tol.min_count {
                 None
             } else if bc == 0 && (b.traces == 0 || ns > tol.share) {
                 Some(Kind::NewPath)
