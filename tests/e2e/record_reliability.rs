@@ -135,13 +135,14 @@ fn kill_9_loses_at_most_the_last_flush_interval() {
             "--tracepoint",
             "netif_receive_skb",
             "--segment-seconds",
-            "0.5",
+            "1.5",
             "--flush-interval",
             "0.2",
         ],
     );
-    // Two bursts, so at least one segment is closed before the kill.
-    for _ in 0..2 {
+    // Two bursts: the first one's segment is closed (1.5 s) before the
+    // second, whose segment is still open at the kill.
+    for pause in [2000, 600] {
         hosts
             .a
             .exec(
@@ -149,10 +150,10 @@ fn kill_9_loses_at_most_the_last_flush_interval() {
                 &["-q", "-c", "10", "-i", "0.02", "-s", "300", &hosts.b_ip],
             )
             .unwrap();
-        std::thread::sleep(Duration::from_millis(800));
+        // The second pause is longer than the flush interval since the
+        // last packet, shorter than the segment.
+        std::thread::sleep(Duration::from_millis(pause));
     }
-    // Longer than the flush interval since the last packet.
-    std::thread::sleep(Duration::from_millis(500));
     signal(&child, libc::SIGKILL);
     let _ = child.wait();
 
@@ -173,6 +174,33 @@ fn kill_9_loses_at_most_the_last_flush_interval() {
         closed >= 3,
         "events segment(s) + probes + drop_reasons: {closed}"
     );
+    // The analyzer reads the killed recording as it is: closed segments plus
+    // the LZ4 IPC crash copy; the open segment's footer-less
+    // `.parquet.tmp` is not a segment.
+    assert!(
+        std::fs::read_dir(&dir).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".parquet.tmp")),
+        "the open segment's Parquet is encoded as batches arrive"
+    );
+    let out = Command::new(workspace_bin("nft-analyzer"))
+        .arg("sql")
+        .arg(&dir)
+        .args([
+            "--format",
+            "csv",
+            "SELECT count(*) AS n FROM events WHERE icmp_type = 8 AND len = 328",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "n\n20");
     recover_open_segments(&dir).unwrap();
     // Every echo request (len 20 + 8 + 300) sent before the kill is there.
     let echo = duckdb_i64(

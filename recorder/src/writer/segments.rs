@@ -1,21 +1,27 @@
 //! Event segments that survive `kill -9`.
 //!
-//! The open segment is an Arrow IPC stream (`events-NNNNNN.arrows`), flushed
-//! every flush interval: a killed recorder leaves it readable up to the last
-//! complete batch. When a segment is closed (rotation or stop) it is
-//! rewritten as zstd Parquet into a temporary file, synced, renamed to
-//! `events-NNNNNN.parquet` atomically, and the IPC file is removed. So a
-//! reader only ever sees complete Parquet files, plus at most one `.arrows`
-//! file from an interrupted run, which [`recover_open_segments`] converts.
+//! The open segment is written twice as batches arrive: as an Arrow IPC
+//! stream (`events-NNNNNN.arrows`), flushed every flush interval, so a
+//! killed recorder leaves it readable up to the last complete batch; and
+//! into a Parquet encoder whose output goes to `events-NNNNNN.parquet.tmp`.
+//! When the segment is closed (rotation or stop) the encoder writes its
+//! footer, the file is synced and renamed to `events-NNNNNN.parquet`
+//! atomically, and the IPC file is removed. Encoding as batches arrive
+//! saves reading the IPC stream back on close (a third of the writer's time
+//! before). So a reader only ever sees complete Parquet files, plus at most
+//! one `.arrows` file from an interrupted run, which
+//! [`recover_open_segments`] converts (the unfinished `.parquet.tmp` it
+//! leaves is overwritten).
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, SchemaRef};
 use arrow::ipc::reader::StreamReader;
-use arrow::ipc::writer::StreamWriter;
+use arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
+use arrow::ipc::CompressionType;
 use arrow::record_batch::RecordBatch;
 use nft_schema::columns::events;
 use nft_schema::tables::events_schema;
@@ -60,26 +66,56 @@ pub fn create_private(path: &Path) -> Result<File, SegmentError> {
         })
 }
 
-/// Parquet settings for every table; each choice has a reason.
+/// Parquet settings for every table; each choice has a reason, measured by
+/// `cargo bench -p nft-recorder --bench writer` (docs/benchmarks.md).
 pub fn parquet_properties() -> WriterProperties {
-    WriterProperties::builder()
-        // zstd 3: most of level 9's ratio at several times the speed.
+    let mut builder = WriterProperties::builder()
+        // zstd 1: on the events mix it is both faster and smaller than
+        // level 3 (2.97 vs 3.27 bytes/event with the settings below).
         .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(3).expect("valid level"),
+            ZstdLevel::try_new(1).expect("valid level"),
         ))
-        // Timestamps grow steadily: deltas pack into a few bits each, where
-        // a dictionary would hold every distinct value.
+        // Integer columns are written PLAIN and left to zstd: a Parquet
+        // dictionary hashes every value (a fifth of the writer's time) and
+        // saved only 0.2 bytes/event. String columns (names, addresses as
+        // text) keep their dictionaries: few distinct values, long strings.
+        .set_dictionary_enabled(false)
+        // Timestamps grow steadily: deltas pack into a few bits each.
         .set_column_encoding(
             ColumnPath::from(events::TS_NS),
             Encoding::DELTA_BINARY_PACKED,
         )
-        .set_column_dictionary_enabled(ColumnPath::from(events::TS_NS), false)
-        // Min/max per column chunk is enough to skip row groups; per-page
-        // statistics cost encoding time for little.
-        .set_statistics_enabled(EnabledStatistics::Chunk)
-        // Large row groups compress better; a segment is bounded anyway.
-        .set_max_row_group_row_count(Some(1 << 20))
-        .build()
+        // Min/max per column chunk only where it prunes: time ranges and
+        // skb addresses. Elsewhere (strings above all: a comparison per
+        // value) statistics cost encoding time and skip nothing.
+        .set_statistics_enabled(EnabledStatistics::None)
+        .set_column_statistics_enabled(ColumnPath::from(events::TS_NS), EnabledStatistics::Chunk)
+        .set_column_statistics_enabled(ColumnPath::from(events::SKB), EnabledStatistics::Chunk)
+        // Large row groups compress better; a segment is bounded anyway, and
+        // the open row group is what the encoder holds in memory.
+        .set_max_row_group_row_count(Some(1 << 20));
+    for table in [
+        nft_schema::tables::events_schema(),
+        nft_schema::tables::nftrace_schema(),
+    ] {
+        for field in table.fields() {
+            if matches!(field.data_type(), DataType::Dictionary(..)) {
+                builder = builder
+                    .set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), true);
+            }
+        }
+    }
+    builder.build()
+}
+
+/// The crash copy is LZ4-compressed: most of an event's columns are null or
+/// repeat, so it shrinks from 131 to 10 bytes/event (an open segment counts
+/// against `--max-bytes`), and writing less is faster than compressing
+/// costs (writer bench).
+fn ipc_options() -> IpcWriteOptions {
+    IpcWriteOptions::default()
+        .try_with_compression(Some(CompressionType::LZ4_FRAME))
+        .expect("arrow built with ipc_compression")
 }
 
 fn segment_name(table: &str, index: u32, ext: &str) -> String {
@@ -88,8 +124,12 @@ fn segment_name(table: &str, index: u32, ext: &str) -> String {
 
 struct OpenSegment {
     index: u32,
+    /// The IPC stream: what a `kill -9` leaves.
     path: PathBuf,
     writer: StreamWriter<BufWriter<File>>,
+    /// The Parquet file being encoded, renamed when the segment closes.
+    parquet_tmp: PathBuf,
+    parquet: ArrowWriter<File>,
     rows: u64,
 }
 
@@ -132,17 +172,33 @@ impl SegmentWriter {
             self.next_index += 1;
             let path = self.dir.join(segment_name(self.table, index, "arrows"));
             let file = create_private(&path)?;
-            let writer =
-                StreamWriter::try_new(BufWriter::new(file), &self.schema).map_err(|source| {
-                    SegmentError::Arrow {
-                        path: path.clone(),
-                        source,
-                    }
-                })?;
+            let writer = StreamWriter::try_new_with_options(
+                BufWriter::new(file),
+                &self.schema,
+                ipc_options(),
+            )
+            .map_err(|source| SegmentError::Arrow {
+                path: path.clone(),
+                source,
+            })?;
+            let parquet_tmp = self
+                .dir
+                .join(segment_name(self.table, index, "parquet.tmp"));
+            let parquet = ArrowWriter::try_new(
+                create_private(&parquet_tmp)?,
+                self.schema.clone(),
+                Some(parquet_properties()),
+            )
+            .map_err(|source| SegmentError::Parquet {
+                path: parquet_tmp.clone(),
+                source,
+            })?;
             self.open = Some(OpenSegment {
                 index,
                 path,
                 writer,
+                parquet_tmp,
+                parquet,
                 rows: 0,
             });
         }
@@ -151,6 +207,12 @@ impl SegmentWriter {
             .write(batch)
             .map_err(|source| SegmentError::Arrow {
                 path: open.path.clone(),
+                source,
+            })?;
+        open.parquet
+            .write(batch)
+            .map_err(|source| SegmentError::Parquet {
+                path: open.parquet_tmp.clone(),
                 source,
             })?;
         open.rows += batch.num_rows() as u64;
@@ -191,23 +253,19 @@ impl SegmentWriter {
         let Some(open) = self.open.take() else {
             return Ok(None);
         };
-        let path = open.path.clone();
-        let mut writer = open.writer;
-        writer.finish().map_err(|source| SegmentError::Arrow {
-            path: path.clone(),
-            source,
-        })?;
-        let mut file = writer.into_inner().map_err(|source| SegmentError::Arrow {
-            path: path.clone(),
-            source,
-        })?;
-        file.flush().map_err(|source| SegmentError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        drop(file);
+        // The IPC stream is only a crash copy now: drop it unfinished.
+        drop(open.writer);
+        let tmp = open.parquet_tmp;
+        let file = open
+            .parquet
+            .into_inner()
+            .map_err(|source| SegmentError::Parquet {
+                path: tmp.clone(),
+                source,
+            })?;
         let name = segment_name(self.table, open.index, "parquet");
-        let bytes = ipc_to_parquet(&path, &self.dir.join(&name))?.1;
+        let bytes = commit_parquet(file, &tmp, &self.dir.join(&name))?;
+        remove(&open.path)?;
         self.closed.push((name.clone(), bytes));
         Ok(Some(name))
     }
@@ -269,20 +327,31 @@ pub fn ipc_to_parquet(ipc: &Path, parquet: &Path) -> Result<(u64, u64), SegmentE
         writer.write(&batch).map_err(pq_err)?;
     }
     let file = writer.into_inner().map_err(pq_err)?;
+    let bytes = commit_parquet(file, &tmp, parquet)?;
+    remove(ipc)?;
+    Ok((rows, bytes))
+}
+
+/// Syncs a finished Parquet file and renames it into place atomically.
+/// Returns its size.
+fn commit_parquet(file: File, tmp: &Path, parquet: &Path) -> Result<u64, SegmentError> {
     file.sync_all().map_err(|source| SegmentError::Io {
-        path: tmp.clone(),
+        path: tmp.to_owned(),
         source,
     })?;
     let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
-    std::fs::rename(&tmp, parquet).map_err(|source| SegmentError::Io {
+    std::fs::rename(tmp, parquet).map_err(|source| SegmentError::Io {
         path: parquet.to_owned(),
         source,
     })?;
-    std::fs::remove_file(ipc).map_err(|source| SegmentError::Io {
-        path: ipc.to_owned(),
+    Ok(bytes)
+}
+
+fn remove(path: &Path) -> Result<(), SegmentError> {
+    std::fs::remove_file(path).map_err(|source| SegmentError::Io {
+        path: path.to_owned(),
         source,
-    })?;
-    Ok((rows, bytes))
+    })
 }
 
 /// Converts the `.arrows` segment(s) a killed recorder left into Parquet.
