@@ -256,7 +256,10 @@ pub fn sql_string(s: &str) -> String {
 
 /// A batch from an older writer, brought to the current schema: columns
 /// matched by name (cast when the type differs), missing ones null.
-fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, DataFusionError> {
+pub(crate) fn conform(
+    batch: &RecordBatch,
+    schema: &SchemaRef,
+) -> Result<RecordBatch, DataFusionError> {
     let columns = schema
         .fields()
         .iter()

@@ -12,6 +12,7 @@ use nft_analyzer::diff;
 use nft_analyzer::output::Format;
 use nft_analyzer::queries::{self, Params};
 use nft_analyzer::shell;
+use nft_analyzer::traces::Engine;
 use nft_analyzer::traces::{self, sinks, Filter};
 
 #[derive(Parser, Debug)]
@@ -41,6 +42,11 @@ pub struct Tuning {
     /// Memory DataFusion may use before spilling to disk.
     #[arg(long, default_value = "1536MiB", value_parser = parse_bytes)]
     pub memory_limit: usize,
+    /// What builds the traces: `stream`, one pass in event order (fast), or
+    /// `sql`, queries/trace_events.sql run by DataFusion (the definition;
+    /// both give the same traces).
+    #[arg(long, value_enum, default_value_t = Engine::Stream)]
+    pub engine: Engine,
 }
 
 impl Tuning {
@@ -48,6 +54,7 @@ impl Tuning {
         Params {
             timeout_ns: self.timeout.as_nanos() as u64,
             dedup_ns: self.dedup.as_nanos() as u64,
+            engine: self.engine,
             ..Params::default()
         }
     }

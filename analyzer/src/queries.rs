@@ -43,6 +43,8 @@ pub struct Params {
     pub dedup_ns: u64,
     /// How far apart in time an nftrace message and its skb event may be.
     pub match_window_ns: u64,
+    /// What builds traces (not an SQL parameter).
+    pub engine: crate::traces::Engine,
 }
 
 impl Default for Params {
@@ -51,6 +53,7 @@ impl Default for Params {
             timeout_ns: 5_000_000_000,
             dedup_ns: 5_000,
             match_window_ns: 1_000_000_000,
+            engine: crate::traces::Engine::Stream,
         }
     }
 }

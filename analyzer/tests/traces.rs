@@ -20,21 +20,23 @@ fn sessions_fixture() -> Fixture {
     free["location_sym"] = json!("nft_do_chain+0x10");
     let mut func = tcp(t + 2 * MS, a, "ip_rcv", 1);
     func["kind"] = json!("function");
+    // In time order across segments, as the recorder writes them (within
+    // a segment, the ring buffer may reorder a little: `func` comes first).
     f.events(&[
-        tcp(t + MS, a, "net:netif_receive_skb", 1),
         func,
+        tcp(t + MS, a, "net:netif_receive_skb", 1),
         free,
         tcp(t + 4 * MS, a, "net:netif_receive_skb", 2),
+        tcp(t + 5 * MS, a, "skb:consume_skb", 2),
         tcp(t + 10 * S, b, "net:netif_receive_skb", 3),
         tcp(t + 11 * S, b, "net:net_dev_queue", 3),
     ])
-    // A second segment: traces span segments.
+    // A second segment: traces span segments (B's, with a long timeout).
     .events(&[
-        tcp(t + 5 * MS, a, "skb:consume_skb", 2),
         tcp(t + 20 * S, b, "net:netif_receive_skb", 3),
-        tcp(t + 58 * S, c, "net:netif_receive_skb", 5),
         tcp(t + 30 * S, d, "net:netif_receive_skb", 7),
         tcp(t + 30 * S + MS, d, "net:netif_receive_skb", 8),
+        tcp(t + 58 * S, c, "net:netif_receive_skb", 5),
     ]);
     f
 }

@@ -1,8 +1,11 @@
-//! Turns the rows of `queries/trace_events.sql` (every event with its trace
-//! key, in time order per skb) into [`Trace`]s: one pass, one trace in
-//! memory at a time. The SQL decides which events form a trace; this file
-//! only shapes each trace and looks up what the rows do not carry (rule
-//! text, chain hooks, nftrace verdicts, loss windows).
+//! Shapes events into [`Trace`]s. [`Open`] is a trace being built and
+//! [`finish`] turns it into a [`Trace`], looking up what the rows do not
+//! carry (rule text, chain hooks, nftrace verdicts, loss windows); both
+//! engines share them. [`Assembler`] is the SQL engine's side: it turns the
+//! rows of `queries/trace_events.sql` (every event with its trace key, in
+//! trace order) into traces, one trace in memory at a time; there the SQL
+//! decides which events form a trace. The streaming engine decides that
+//! itself (`stream.rs`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,52 +23,45 @@ pub const TRACE_SEQ: &str = "trace_seq";
 pub const IS_FREE: &str = "is_free";
 pub const IS_DUP: &str = "is_dup";
 
-/// The columns of one batch of trace rows.
-struct Rows {
-    recording: Strs,
-    skb: Vec<Option<u64>>,
-    seq: Vec<Option<u64>>,
-    ts: Vec<Option<u64>>,
-    probe: Strs,
-    cpu: Vec<Option<u64>>,
-    netns: Vec<Option<u64>>,
-    ifindex: Vec<Option<u64>>,
-    mark: Vec<Option<u64>>,
-    len: Vec<Option<u64>>,
-    ip_version: Vec<Option<u64>>,
-    saddr: Strs,
-    daddr: Strs,
-    l4_proto: Vec<Option<u64>>,
-    sport: Vec<Option<u64>>,
-    dport: Vec<Option<u64>>,
-    icmp_type: Vec<Option<u64>>,
-    ip_id: Vec<Option<u64>>,
-    drop_reason: Strs,
-    location_sym: Strs,
-    nft_event: Strs,
-    nft_family: Strs,
-    nft_table: Strs,
-    nft_chain: Strs,
-    nft_hook: Strs,
-    nft_rule_handle: Vec<Option<u64>>,
-    nft_rule_seq: Vec<Option<u64>>,
-    nft_verdict: Strs,
-    nft_target: Strs,
-    is_free: Vec<bool>,
-    is_dup: Vec<bool>,
+/// The event columns of one batch, typed once per batch.
+pub(super) struct Rows {
+    pub skb: Vec<Option<u64>>,
+    pub ts: Vec<Option<u64>>,
+    pub probe: Strs,
+    pub kind: Strs,
+    pub cpu: Vec<Option<u64>>,
+    pub netns: Vec<Option<u64>>,
+    pub ifindex: Vec<Option<u64>>,
+    pub mark: Vec<Option<u64>>,
+    pub len: Vec<Option<u64>>,
+    pub ip_version: Vec<Option<u64>>,
+    pub saddr: Strs,
+    pub daddr: Strs,
+    pub l4_proto: Vec<Option<u64>>,
+    pub sport: Vec<Option<u64>>,
+    pub dport: Vec<Option<u64>>,
+    pub icmp_type: Vec<Option<u64>>,
+    pub ip_id: Vec<Option<u64>>,
+    pub drop_reason: Strs,
+    pub location_sym: Strs,
+    pub nft_event: Strs,
+    pub nft_family: Strs,
+    pub nft_table: Strs,
+    pub nft_chain: Strs,
+    pub nft_hook: Strs,
+    pub nft_rule_handle: Vec<Option<u64>>,
+    pub nft_rule_seq: Vec<Option<u64>>,
+    pub nft_verdict: Strs,
+    pub nft_target: Strs,
 }
 
 impl Rows {
-    fn new(b: &RecordBatch, i: &mut Interner) -> Result<Self, ArrowError> {
+    pub fn new(b: &RecordBatch, i: &mut Interner) -> Result<Self, ArrowError> {
         Ok(Self {
-            recording: strs(b, RECORDING, i)?,
             skb: u64s(b, ev::SKB)?,
-            seq: i64s(b, TRACE_SEQ)?
-                .into_iter()
-                .map(|v| v.map(|v| v as u64))
-                .collect(),
             ts: u64s(b, ev::TS_NS)?,
             probe: strs(b, ev::PROBE, i)?,
+            kind: strs(b, ev::KIND, i)?,
             cpu: u64s(b, ev::CPU)?,
             netns: u64s(b, ev::NETNS)?,
             ifindex: u64s(b, ev::IFINDEX)?,
@@ -90,19 +86,16 @@ impl Rows {
             nft_rule_seq: u64s(b, ev::NFT_RULE_SEQ)?,
             nft_verdict: strs(b, ev::NFT_VERDICT, i)?,
             nft_target: strs(b, ev::NFT_TARGET, i)?,
-            is_free: bools(b, IS_FREE)?,
-            is_dup: bools(b, IS_DUP)?,
         })
     }
 }
 
 /// The trace being built.
-struct Open {
-    recording: Arc<str>,
-    skb: u64,
-    seq: u64,
-    first_ns: u64,
-    last_ns: u64,
+pub(super) struct Open {
+    pub recording: Arc<str>,
+    pub skb: u64,
+    pub first_ns: u64,
+    pub last_ns: u64,
     path: Vec<Arc<str>>,
     path_ts: Vec<u64>,
     nft: Vec<NftEvent>,
@@ -116,17 +109,88 @@ struct Open {
     cpus: Vec<u32>,
 }
 
-/// Builds traces from batches of trace rows, handing each finished one to
-/// `emit` (with the number of events it had).
+impl Open {
+    /// A trace whose first event is `row`.
+    pub fn start(recording: Arc<str>, skb: u64, r: &Rows, row: usize) -> Self {
+        let ts = r.ts[row].unwrap_or(0);
+        Self {
+            recording,
+            skb,
+            first_ns: ts,
+            last_ns: ts,
+            path: Vec::new(),
+            path_ts: Vec::new(),
+            nft: Vec::new(),
+            packet: None,
+            fallback_packet: packet_info(r, row),
+            drop_reason: None,
+            drop_location: None,
+            consumed: false,
+            last_free: false,
+            dups: 0,
+            cpus: Vec::new(),
+        }
+    }
+
+    /// Adds event `row` (a duplicate verdict is only counted).
+    pub fn push(&mut self, r: &Rows, row: usize, is_free: bool, is_dup: bool, lk: &Lookups) {
+        let ts = r.ts[row].unwrap_or(0);
+        self.last_ns = self.last_ns.max(ts);
+        self.last_free = is_free;
+        if is_dup {
+            self.dups += 1;
+            return;
+        }
+        if let Some(cpu) = r.cpu[row] {
+            let cpu = cpu as u32;
+            if !self.cpus.contains(&cpu) {
+                self.cpus.push(cpu);
+            }
+        }
+        if self.packet.is_none() && r.ip_version[row].is_some() {
+            self.packet = Some(packet_info(r, row));
+        }
+        if let Some(kind) = r.nft_event.get(row) {
+            self.nft
+                .push(nft_event(r, row, kind, ts, &self.recording, lk));
+            return;
+        }
+        let probe = r.probe.get(row).cloned().unwrap_or_else(|| "".into());
+        if &*probe == KFREE_SKB {
+            self.drop_reason = r.drop_reason.get(row).cloned();
+            self.drop_location = r.location_sym.get(row).cloned();
+        } else if &*probe == CONSUME_SKB {
+            self.consumed = true;
+        }
+        self.path.push(probe);
+        self.path_ts.push(ts);
+    }
+}
+
+/// Builds traces from batches of `trace_events.sql` rows, handing each
+/// finished one to `emit`.
 pub struct Assembler<'a> {
     lookups: &'a Lookups,
     interner: Interner,
-    open: Option<Open>,
-    next_id: HashMap<Arc<str>, u64>,
+    /// The open trace and its (recording, skb, trace_seq) key.
+    open: Option<(Open, u64)>,
+    numbering: Numbering,
 }
 
-const KFREE_SKB: &str = "skb:kfree_skb";
-const CONSUME_SKB: &str = "skb:consume_skb";
+/// Trace ids: 1, 2, ... per recording, in output order.
+#[derive(Default)]
+pub(super) struct Numbering(HashMap<Arc<str>, u64>);
+
+impl Numbering {
+    pub fn next(&mut self, recording: &Arc<str>) -> u64 {
+        let id = self.0.entry(recording.clone()).or_insert(0);
+        *id += 1;
+        *id
+    }
+}
+
+pub(super) const KFREE_SKB: &str = "skb:kfree_skb";
+pub(super) const CONSUME_SKB: &str = "skb:consume_skb";
 
 impl<'a> Assembler<'a> {
     pub fn new(lookups: &'a Lookups) -> Self {
@@ -134,7 +198,7 @@ impl<'a> Assembler<'a> {
             lookups,
             interner: Interner::default(),
             open: None,
-            next_id: HashMap::new(),
+            numbering: Numbering::default(),
         }
     }
 
@@ -144,143 +208,104 @@ impl<'a> Assembler<'a> {
         emit: &mut dyn FnMut(Trace),
     ) -> Result<(), ArrowError> {
         let r = Rows::new(batch, &mut self.interner)?;
+        let recording = strs(batch, RECORDING, &mut self.interner)?;
+        let seqs = i64s(batch, TRACE_SEQ)?;
+        let is_free = bools(batch, IS_FREE)?;
+        let is_dup = bools(batch, IS_DUP)?;
         for row in 0..batch.num_rows() {
-            let rec = r.recording.get(row).cloned().unwrap_or_else(|| "".into());
+            let rec = recording.get(row).cloned().unwrap_or_else(|| "".into());
             let skb = r.skb[row].unwrap_or(0);
-            let seq = r.seq[row].unwrap_or(0);
-            let ts = r.ts[row].unwrap_or(0);
+            let seq = seqs[row].unwrap_or(0) as u64;
             let same = self
                 .open
                 .as_ref()
-                .is_some_and(|o| o.skb == skb && o.seq == seq && o.recording == rec);
+                .is_some_and(|(o, s)| o.skb == skb && *s == seq && o.recording == rec);
             if !same {
-                if let Some(done) = self.open.take() {
-                    emit(self.finish(done));
-                }
-                self.open = Some(Open {
-                    recording: rec,
-                    skb,
-                    seq,
-                    first_ns: ts,
-                    last_ns: ts,
-                    path: Vec::new(),
-                    path_ts: Vec::new(),
-                    nft: Vec::new(),
-                    packet: None,
-                    fallback_packet: packet_info(&r, row),
-                    drop_reason: None,
-                    drop_location: None,
-                    consumed: false,
-                    last_free: false,
-                    dups: 0,
-                    cpus: Vec::new(),
-                });
+                self.finish_all(emit);
+                self.open = Some((Open::start(rec, skb, &r, row), seq));
             }
-            let o = self.open.as_mut().expect("opened above");
-            o.last_ns = ts;
-            o.last_free = r.is_free[row];
-            if r.is_dup[row] {
-                o.dups += 1;
-                continue;
-            }
-            if let Some(cpu) = r.cpu[row] {
-                let cpu = cpu as u32;
-                if !o.cpus.contains(&cpu) {
-                    o.cpus.push(cpu);
-                }
-            }
-            if o.packet.is_none() && r.ip_version[row].is_some() {
-                o.packet = Some(packet_info(&r, row));
-            }
-            if let Some(kind) = r.nft_event.get(row) {
-                o.nft
-                    .push(nft_event(&r, row, kind, ts, &o.recording, self.lookups));
-                continue;
-            }
-            let probe = r.probe.get(row).cloned().unwrap_or_else(|| "".into());
-            if &*probe == KFREE_SKB {
-                o.drop_reason = r.drop_reason.get(row).cloned();
-                o.drop_location = r.location_sym.get(row).cloned();
-            } else if &*probe == CONSUME_SKB {
-                o.consumed = true;
-            }
-            o.path.push(probe);
-            o.path_ts.push(ts);
+            let (o, _) = self.open.as_mut().expect("opened above");
+            o.push(&r, row, is_free[row], is_dup[row], self.lookups);
         }
         Ok(())
     }
 
     /// Emits the last open trace.
     pub fn finish_all(&mut self, emit: &mut dyn FnMut(Trace)) {
-        if let Some(done) = self.open.take() {
-            emit(self.finish(done));
+        if let Some((done, _)) = self.open.take() {
+            let id = self.numbering.next(&done.recording);
+            emit(finish(self.lookups, done, id));
         }
     }
+}
 
-    fn finish(&mut self, o: Open) -> Trace {
-        let lk = self.lookups;
-        let mut nft = o.nft;
-        if let Some(matched) = lk.nftrace.get(&(o.recording.clone(), o.skb)) {
-            let before = nft.len();
-            nft.extend(
-                matched
-                    .iter()
-                    .filter(|(event_ts, _)| (o.first_ns..=o.last_ns).contains(event_ts))
-                    .map(|(_, e)| e.clone()),
-            );
-            if nft.len() > before {
-                nft.sort_by_key(|e| e.timestamp_ns);
-            }
+/// The finished trace `o`, numbered `trace_id`.
+pub(super) fn finish(lk: &Lookups, o: Open, trace_id: u64) -> Trace {
+    let mut nft = o.nft;
+    if let Some(matched) = lk.nftrace.get(&(o.recording.clone(), o.skb)) {
+        let before = nft.len();
+        nft.extend(
+            matched
+                .iter()
+                .filter(|(event_ts, _)| (o.first_ns..=o.last_ns).contains(event_ts))
+                .map(|(_, e)| e.clone()),
+        );
+        if nft.len() > before {
+            nft.sort_by_key(|e| e.timestamp_ns);
         }
-        let final_verdict = nft
+    }
+    let final_verdict = nft
+        .iter()
+        .filter(|e| e.kind != "chain_entry")
+        .filter_map(|e| e.verdict.as_deref())
+        .rfind(|v| matches!(*v, "accept" | "drop" | "queue" | "stolen" | "reject"))
+        .map(str::to_owned);
+    let end_ns = lk.end_ns.get(&o.recording).copied().unwrap_or(0);
+    let end = if o.drop_reason.is_some() {
+        "dropped"
+    } else if o.consumed {
+        "consumed"
+    } else if o.last_free {
+        "freed"
+    } else if o.last_ns.saturating_add(lk.timeout_ns) > end_ns {
+        "in_flight"
+    } else {
+        "idle"
+    };
+    let mut flags = Vec::new();
+    if end == "in_flight" {
+        flags.push("in_flight");
+    }
+    if lk.lost_between(&o.recording, o.first_ns, o.last_ns) {
+        flags.push("incomplete_due_to_loss");
+    }
+    Trace {
+        skb_addr: format!("{:#x}", o.skb),
+        first_seen_ns: o.first_ns,
+        duration_ns: o.last_ns - o.first_ns,
+        stats: TraceStats {
+            total_functions: o.path.len(),
+            total_rules_evaluated: nft.iter().filter(|e| e.kind == "rule_eval").count(),
+            final_verdict,
+        },
+        functions_path: o.path.iter().map(|p| p.to_string()).collect(),
+        // An event that arrived late (streaming engine) may precede the
+        // trace's first one: its offset is 0.
+        path_offsets_ns: o
+            .path_ts
             .iter()
-            .filter(|e| e.kind != "chain_entry")
-            .filter_map(|e| e.verdict.as_deref())
-            .rfind(|v| matches!(*v, "accept" | "drop" | "queue" | "stolen" | "reject"))
-            .map(str::to_owned);
-        let end_ns = lk.end_ns.get(&o.recording).copied().unwrap_or(0);
-        let end = if o.drop_reason.is_some() {
-            "dropped"
-        } else if o.consumed {
-            "consumed"
-        } else if o.last_free {
-            "freed"
-        } else if o.last_ns.saturating_add(lk.timeout_ns) > end_ns {
-            "in_flight"
-        } else {
-            "idle"
-        };
-        let mut flags = Vec::new();
-        if end == "in_flight" {
-            flags.push("in_flight");
-        }
-        if lk.lost_between(&o.recording, o.first_ns, o.last_ns) {
-            flags.push("incomplete_due_to_loss");
-        }
-        let id = self.next_id.entry(o.recording.clone()).or_insert(0);
-        *id += 1;
-        Trace {
-            skb_addr: format!("{:#x}", o.skb),
-            first_seen_ns: o.first_ns,
-            duration_ns: o.last_ns - o.first_ns,
-            stats: TraceStats {
-                total_functions: o.path.len(),
-                total_rules_evaluated: nft.iter().filter(|e| e.kind == "rule_eval").count(),
-                final_verdict,
-            },
-            functions_path: o.path.iter().map(|p| p.to_string()).collect(),
-            path_offsets_ns: o.path_ts.iter().map(|t| t - o.first_ns).collect(),
-            nft_events: nft,
-            packet_info: o.packet.unwrap_or(o.fallback_packet),
-            recording: o.recording.to_string(),
-            trace_id: *id,
-            end,
-            drop_reason: o.drop_reason.map(|s| s.to_string()),
-            drop_location: o.drop_location.map(|s| s.to_string()),
-            flags,
-            duplicates_removed: o.dups,
-            cpus: o.cpus,
-        }
+            .map(|t| t.saturating_sub(o.first_ns))
+            .collect(),
+        nft_events: nft,
+        packet_info: o.packet.unwrap_or(o.fallback_packet),
+        recording: o.recording.to_string(),
+        trace_id,
+        end,
+        drop_reason: o.drop_reason.map(|s| s.to_string()),
+        drop_location: o.drop_location.map(|s| s.to_string()),
+        flags,
+        duplicates_removed: o.dups,
+        cpus: o.cpus,
     }
 }
 

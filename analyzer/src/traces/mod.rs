@@ -1,13 +1,17 @@
-//! `nft-analyzer traces`: per-packet traces. DataFusion runs
-//! `queries/trace_events.sql` (sessionization by skb, free and idle gap, and
-//! verdict dedup, as window functions) and `queries/nftrace_matches.sql`
-//! (which skb each nftrace message belongs to); [`assemble`] shapes the
-//! ordered rows into traces and [`sinks`] writes them.
+//! `nft-analyzer traces`: per-packet traces. `queries/trace_events.sql`
+//! defines which events form a trace (sessionization by skb, free and idle
+//! gap, and verdict dedup, as window functions). Two engines apply it:
+//! [`stream`] (the default) in one pass over the events in recording order,
+//! and DataFusion running the SQL itself (`--engine sql`, 24 times slower;
+//! tests hold the two equal). DataFusion also runs
+//! `queries/nftrace_matches.sql` (which skb each nftrace message belongs
+//! to) for both; [`assemble`] shapes traces and [`sinks`] writes them.
 
 pub mod assemble;
 pub mod lookups;
 pub mod model;
 pub mod sinks;
+pub mod stream;
 
 use datafusion::error::DataFusionError;
 use futures::StreamExt;
@@ -31,6 +35,26 @@ pub enum TracesError {
     Write(#[from] std::io::Error),
     #[error("writing traces as Parquet: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),
+    #[error("reading {path}: {source}")]
+    Read {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("reading {path}: {source}")]
+    ReadParquet {
+        path: std::path::PathBuf,
+        source: parquet::errors::ParquetError,
+    },
+}
+
+/// What builds traces from events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Engine {
+    /// One pass in recording order ([`stream`]).
+    #[default]
+    Stream,
+    /// `queries/trace_events.sql` run by DataFusion.
+    Sql,
 }
 
 /// Which traces to write.
@@ -95,23 +119,6 @@ pub async fn run(
         .iter()
         .any(|r| !r.manifest.ended_cleanly || r.manifest.lost_events > 0);
 
-    let sql = params.bind(lookups::query("trace_events"));
-    let df = catalog
-        .ctx
-        .sql(&sql)
-        .await
-        .map_err(|source| TracesError::Query {
-            query: "trace_events",
-            source,
-        })?;
-    let mut stream = df
-        .execute_stream()
-        .await
-        .map_err(|source| TracesError::Query {
-            query: "trace_events",
-            source,
-        })?;
-    let mut assembler = Assembler::new(&lookups);
     let mut io_error: Option<std::io::Error> = None;
     let mut emit = |t: Trace| {
         summary.traces += 1;
@@ -132,19 +139,60 @@ pub async fn run(
             }
         }
     };
-    while let Some(batch) = stream.next().await {
-        let batch = batch.map_err(|source| TracesError::Query {
-            query: "trace_events",
-            source,
-        })?;
-        progress.set_message("building traces");
-        progress.inc(batch.num_rows() as u64);
-        assembler.push_batch(&batch, &mut emit)?;
+    let mut notes = stream::StreamNotes::default();
+    match params.engine {
+        Engine::Stream => {
+            progress.set_message("building traces");
+            notes = stream::run(catalog, &lookups, params, &mut emit, &mut |n| {
+                progress.inc(n)
+            })?;
+        }
+        Engine::Sql => sql_engine(catalog, &lookups, params, &mut emit, progress).await?,
     }
-    assembler.finish_all(&mut emit);
+    if notes.late_events > 0 {
+        summary.warnings.push(format!(
+            "{} event(s) arrived after a later event of the same skb; they joined \
+             its trace in arrival order (--engine sql sorts them)",
+            notes.late_events
+        ));
+    }
+    if notes.out_of_order > 0 {
+        summary.warnings.push(format!(
+            "{} trace(s) were written out of start order: more than {} finished \
+             traces waited behind a long-open one",
+            notes.out_of_order,
+            stream::MAX_WAITING
+        ));
+    }
     progress.finish_and_clear();
     if let Some(e) = io_error {
         return Err(e.into());
     }
     Ok(summary)
+}
+
+/// The SQL engine: `trace_events.sql` in DataFusion, rows into traces.
+async fn sql_engine(
+    catalog: &Catalog,
+    lookups: &lookups::Lookups,
+    params: &Params,
+    emit: &mut dyn FnMut(Trace),
+    progress: &ProgressBar,
+) -> Result<(), TracesError> {
+    let sql = params.bind(lookups::query("trace_events"));
+    let err = |source| TracesError::Query {
+        query: "trace_events",
+        source,
+    };
+    let df = catalog.ctx.sql(&sql).await.map_err(err)?;
+    let mut stream = df.execute_stream().await.map_err(err)?;
+    let mut assembler = Assembler::new(lookups);
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(err)?;
+        progress.set_message("building traces");
+        progress.inc(batch.num_rows() as u64);
+        assembler.push_batch(&batch, emit)?;
+    }
+    assembler.finish_all(emit);
+    Ok(())
 }

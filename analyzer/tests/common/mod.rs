@@ -13,7 +13,7 @@ use nft_analyzer::catalog::{Catalog, Settings};
 use nft_analyzer::queries::Params;
 use nft_analyzer::traces::model::{Summary, Trace};
 use nft_analyzer::traces::sinks::Sink;
-use nft_analyzer::traces::{self, Filter};
+use nft_analyzer::traces::{self, Engine, Filter};
 use nft_schema::manifest::{Manifest, MANIFEST_FILE};
 use nft_schema::tables;
 use parquet::arrow::ArrowWriter;
@@ -202,8 +202,41 @@ pub fn open(dirs: &[&Path]) -> Catalog {
         .unwrap()
 }
 
-/// Runs `traces` on the recordings and returns the traces and summary.
+/// Runs `traces` on the recordings with both engines, checks that they
+/// give the same traces and summary (the streaming engine against the SQL
+/// that defines traces), and returns the traces and summary.
 pub fn run_traces(dirs: &[&Path], params: Params) -> (Vec<Trace>, Summary) {
+    let stream = run_traces_with(
+        dirs,
+        Params {
+            engine: Engine::Stream,
+            ..params
+        },
+    );
+    let sql = run_traces_with(
+        dirs,
+        Params {
+            engine: Engine::Sql,
+            ..params
+        },
+    );
+    assert_eq!(
+        stream.0.len(),
+        sql.0.len(),
+        "trace counts of the two engines"
+    );
+    for (i, (a, b)) in stream.0.iter().zip(&sql.0).enumerate() {
+        assert_eq!(
+            a, b,
+            "trace {i}: streaming engine (left) vs SQL engine (right)"
+        );
+    }
+    assert_eq!(stream.1, sql.1, "summaries: streaming vs SQL");
+    stream
+}
+
+/// Runs `traces` with the engine `params` names.
+pub fn run_traces_with(dirs: &[&Path], params: Params) -> (Vec<Trace>, Summary) {
     let dirs: Vec<PathBuf> = dirs.iter().map(|d| d.to_path_buf()).collect();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
