@@ -4,7 +4,9 @@
 -- address from its first event until the skb is freed (the free path:
 -- skb:kfree_skb, skb:consume_skb and the release functions) or until it is
 -- idle for more than $timeout_ns; the next event on a reused address starts
--- a new trace. A changed IPv4 id between two events with the same L4
+-- a new trace. Free events follow one another within microseconds (or a
+-- deferred free's few milliseconds): one more than $free_gap_ns after a
+-- free is another packet's, at a reused address. A changed IPv4 id between two events with the same L4
 -- protocol and ports also starts one: the address was reused after a free
 -- the recording did not see (e.g. in a namespace outside --netns). NAT
 -- keeps the id; encapsulation changes the protocol or the ports. Rule
@@ -52,7 +54,7 @@ starts AS (
     SELECT *,
            CASE WHEN prev_ts IS NULL
                   OR ts_ns - prev_ts > $timeout_ns
-                  OR (prev_free AND NOT is_free)
+                  OR (prev_free AND (NOT is_free OR ts_ns - prev_ts > $free_gap_ns))
                   OR (ip_id <> prev_ip_id AND l4_proto = prev_l4_proto
                       AND coalesce(CAST(sport AS INT), -1) = prev_sport
                       AND coalesce(CAST(dport AS INT), -1) = prev_dport) THEN 1 ELSE 0 END AS starts_trace

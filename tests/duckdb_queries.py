@@ -20,7 +20,7 @@ import sys
 
 import duckdb
 
-PARAMS = {"$timeout_ns": "5000000000", "$dedup_ns": "5000", "$match_window_ns": "1000000000"}
+PARAMS = {"$timeout_ns": "5000000000", "$dedup_ns": "5000", "$free_gap_ns": "100000000", "$match_window_ns": "1000000000"}
 
 
 def bind(sql):

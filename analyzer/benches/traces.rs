@@ -5,9 +5,10 @@
 //!
 //!     cargo bench -p nft-analyzer --bench traces [-- EVENTS]
 //!
-//! (default 10 M events; the figure is for 100 M). The recording is
-//! generated once into target/bench-recording-EVENTS and reused. Prints
-//! events/s and peak RSS of each run; figures go to docs/benchmarks.md.
+//! (default 10 M events; the figure is for 100 M; add `--sql-engine`
+//! to also time `traces --engine sql`). The recording is generated once
+//! into target/bench-recording-EVENTS and reused. Prints events/s and peak
+//! RSS of each run; figures go to docs/benchmarks.md.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -84,21 +85,34 @@ fn main() {
     let analyzer = env!("CARGO_BIN_EXE_nft-analyzer");
     let rec = dir.to_str().unwrap();
 
-    // 1. The full traces command, writing the Parquet traces table.
+    // 1. The full traces command, writing the Parquet traces table, with
+    //    the streaming engine (the default) and optionally the SQL one.
     let out = std::env::temp_dir().join(format!("nt-bench-traces-{}.parquet", std::process::id()));
-    let (secs, rss, _) = timed(Command::new(analyzer).args([
-        "traces",
-        rec,
-        "--format",
-        "parquet",
-        "-o",
-        out.to_str().unwrap(),
-    ]));
-    let _ = std::fs::remove_file(&out);
-    println!(
-        "traces --format parquet: {secs:.1} s, {:.2} M events/s, peak RSS {rss:.0} MiB",
-        events as f64 / secs / 1e6
-    );
+    let mut engines = vec!["stream"];
+    if std::env::args().any(|a| a == "--sql-engine") {
+        engines.push("sql");
+    }
+    let mut stream_secs = 0.0;
+    for engine in engines {
+        let (secs, rss, _) = timed(Command::new(analyzer).args([
+            "traces",
+            rec,
+            "--engine",
+            engine,
+            "--format",
+            "parquet",
+            "-o",
+            out.to_str().unwrap(),
+        ]));
+        let _ = std::fs::remove_file(&out);
+        println!(
+            "traces --engine {engine} --format parquet: {secs:.1} s, {:.2} M events/s, peak RSS {rss:.0} MiB",
+            events as f64 / secs / 1e6
+        );
+        if engine == "stream" {
+            stream_secs = secs;
+        }
+    }
 
     // 2. The sessionization SQL alone, in DataFusion and in DuckDB.
     let sql = Params::default().bind(queries::find("trace_events").unwrap().sql);
@@ -127,4 +141,8 @@ fn main() {
         dk_out.trim()
     );
     println!("DataFusion / DuckDB time ratio: {:.2}", df_secs / dk_secs);
+    println!(
+        "traces (streaming engine, whole command) / DuckDB sessionization SQL time ratio: {:.3}",
+        stream_secs / dk_secs
+    );
 }

@@ -41,6 +41,8 @@ pub struct Params {
     pub timeout_ns: u64,
     /// Window within which a repeated rule verdict is a duplicate.
     pub dedup_ns: u64,
+    /// A free event this long after a free is another packet's.
+    pub free_gap_ns: u64,
     /// How far apart in time an nftrace message and its skb event may be.
     pub match_window_ns: u64,
     /// What builds traces (not an SQL parameter).
@@ -52,6 +54,7 @@ impl Default for Params {
         Self {
             timeout_ns: 5_000_000_000,
             dedup_ns: 5_000,
+            free_gap_ns: 100_000_000,
             match_window_ns: 1_000_000_000,
             engine: crate::traces::Engine::Stream,
         }
@@ -63,6 +66,7 @@ impl Params {
     pub fn bind(&self, sql: &str) -> String {
         sql.replace("$timeout_ns", &self.timeout_ns.to_string())
             .replace("$dedup_ns", &self.dedup_ns.to_string())
+            .replace("$free_gap_ns", &self.free_gap_ns.to_string())
             .replace("$match_window_ns", &self.match_window_ns.to_string())
     }
 }

@@ -230,8 +230,8 @@ fn duplicate_verdicts_within_the_window_are_removed_and_counted() {
     assert_eq!(tr.stats.total_rules_evaluated, 3);
     assert_eq!(tr.stats.final_verdict.as_deref(), Some("drop"));
     assert_eq!(
-        tr.functions_path,
-        ["net:netif_receive_skb", "skb:kfree_skb"]
+        tr.functions_path.join(","),
+        "net:netif_receive_skb,skb:kfree_skb"
     );
 
     // With no window nothing is a duplicate.
@@ -443,4 +443,25 @@ fn synthetic_recording_gives_one_trace_per_packet() {
         skbs.len()
     };
     assert!(reused <= 300 && (g.packets as usize) > 5 * reused);
+}
+
+/// A free more than the free gap (100 ms) after a free on the same address
+/// is another packet's: the address was reused and its other events were
+/// not seen. Frees close together stay one trace.
+#[test]
+fn a_late_free_on_a_freed_address_is_another_packet() {
+    let a = 0xa000u64;
+    let t = START_NS;
+    let mut f = Fixture::new("free_gap");
+    let mut release = tcp(t + MS + 1_000, a, "kfree_skbmem", 1);
+    release["kind"] = json!("function");
+    f.events(&[
+        tcp(t + MS, a, "skb:consume_skb", 1),
+        release,
+        tcp(t + S, a, "skb:consume_skb", 1),
+    ]);
+    let dir = f.finish();
+    let (traces, _) = run_traces(&[&dir], Params::default());
+    let paths: Vec<String> = traces.iter().map(|t| t.functions_path.join(",")).collect();
+    assert_eq!(paths, ["skb:consume_skb,kfree_skbmem", "skb:consume_skb"]);
 }

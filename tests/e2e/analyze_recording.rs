@@ -32,6 +32,14 @@ fn traces_of_a_real_recording_match_nft_monitor_trace_and_duckdb() {
 
     let doc: Value = serde_json::from_str(&analyzer(&["traces", rec, "--format", "json"])).unwrap();
     let traces = doc["traces"].as_array().unwrap();
+    // The streaming engine (default) builds exactly the traces the SQL
+    // definition does, on a real recording.
+    let by_sql: Value = serde_json::from_str(&analyzer(&[
+        "traces", rec, "--format", "json", "--engine", "sql",
+    ]))
+    .unwrap();
+    assert_eq!(doc["traces"], by_sql["traces"], "streaming vs SQL engine");
+    assert_eq!(doc["summary"], by_sql["summary"], "streaming vs SQL engine");
     assert_eq!(doc["mode"], "tracepoint");
     assert_eq!(doc["summary"]["nftrace_unmatched"], 0, "{}", doc["summary"]);
     assert_eq!(doc["summary"]["partial"], false);

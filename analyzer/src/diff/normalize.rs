@@ -96,6 +96,7 @@ pub fn location_function(location: &str) -> &str {
 mod tests {
     use super::*;
     use crate::traces::model::{PacketInfo, TraceStats};
+    use std::sync::Arc;
 
     #[test]
     fn clone_suffixes_are_stripped_and_nothing_else() {
@@ -116,7 +117,7 @@ mod tests {
             skb_addr: "0x1".into(),
             first_seen_ns: 0,
             duration_ns: 0,
-            functions_path: path.iter().map(|s| s.to_string()).collect(),
+            functions_path: path.iter().map(|s| Arc::from(*s)).collect(),
             path_offsets_ns: (0..path.len() as u64).map(|i| i * 10).collect(),
             nft_events: vec![],
             packet_info: PacketInfo {

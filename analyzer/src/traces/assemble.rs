@@ -288,7 +288,7 @@ pub(super) fn finish(lk: &Lookups, o: Open, trace_id: u64) -> Trace {
             total_rules_evaluated: nft.iter().filter(|e| e.kind == "rule_eval").count(),
             final_verdict,
         },
-        functions_path: o.path.iter().map(|p| p.to_string()).collect(),
+        functions_path: o.path,
         // An event that arrived late (streaming engine) may precede the
         // trace's first one: its offset is 0.
         path_offsets_ns: o

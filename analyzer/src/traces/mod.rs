@@ -84,7 +84,7 @@ impl Filter {
             }
         }
         if let Some(f) = &self.function {
-            if !t.functions_path.iter().any(|p| p == f) {
+            if !t.functions_path.iter().any(|p| **p == **f) {
                 return false;
             }
         }

@@ -4,6 +4,8 @@
 //! plus ours (recording, how the trace ended, drop reason and location,
 //! flags, rule text, duplicates removed). docs/analyzer.md shows an example.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
 /// One packet's life at one skb address.
@@ -15,7 +17,8 @@ pub struct Trace {
     pub first_seen_ns: u64,
     pub duration_ns: u64,
     /// Functions and tracepoints, in order (nft events are in `nft_events`).
-    pub functions_path: Vec<String>,
+    /// Shared names: a trace does not allocate per hop.
+    pub functions_path: Vec<Arc<str>>,
     /// When each entry of `functions_path` ran, in ns after
     /// `first_seen_ns` (for hop latencies; not written out).
     #[serde(skip)]

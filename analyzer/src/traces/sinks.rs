@@ -266,7 +266,7 @@ fn traces_batch(traces: &[Trace]) -> Result<RecordBatch, arrow::error::ArrowErro
     let u64s = |f: &dyn Fn(&Trace) -> u64| -> ArrayRef {
         Arc::new(UInt64Array::from_iter_values(traces.iter().map(f)))
     };
-    let lists = |f: &dyn Fn(&Trace) -> Vec<String>| -> ArrayRef {
+    let lists = |f: &dyn Fn(&Trace) -> Vec<std::borrow::Cow<str>>| -> ArrayRef {
         let mut b = ListBuilder::new(StringBuilder::new());
         for t in traces {
             for item in f(t) {
@@ -289,8 +289,8 @@ fn traces_batch(traces: &[Trace]) -> Result<RecordBatch, arrow::error::ArrowErro
         strs(&|t| t.stats.final_verdict.as_deref()),
         strs(&|t| t.drop_reason.as_deref()),
         strs(&|t| t.drop_location.as_deref()),
-        lists(&|t| t.flags.iter().map(|f| (*f).to_owned()).collect()),
-        lists(&|t| t.functions_path.clone()),
+        lists(&|t| t.flags.iter().map(|f| (*f).into()).collect()),
+        lists(&|t| t.functions_path.iter().map(|f| (**f).into()).collect()),
         lists(&|t| {
             t.nft_events
                 .iter()
@@ -305,6 +305,7 @@ fn traces_batch(traces: &[Trace]) -> Result<RecordBatch, arrow::error::ArrowErro
                     )
                     .trim_end()
                     .to_owned()
+                    .into()
                 })
                 .collect()
         }),

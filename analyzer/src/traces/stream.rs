@@ -9,7 +9,8 @@
 //! Traces come out ordered by (recording, first event, skb), like the SQL's
 //! ORDER BY: a finished trace waits until every trace that started before it
 //! has finished. A trace closes when its skb's next event starts another,
-//! when the events have moved `--timeout` past its last one, or at the end.
+//! when the events have moved `--timeout` past its last one (the free gap,
+//! 100 ms, past a free), or at the end.
 //! Finished traces waiting behind one long-open trace are bounded
 //! ([`MAX_WAITING`]); past that they are written anyway and the summary
 //! counts traces written out of order. Parquet decoding runs on its own
@@ -55,7 +56,7 @@ pub const FREE_FUNCTIONS: [&str; 15] = [
 ];
 
 /// Finished traces that may wait behind an open one before they are
-/// written out of order (about 0.5–1 GiB of traces at 60 events each).
+/// written out of order (about 300 MiB of traces of 60 events).
 pub const MAX_WAITING: usize = 200_000;
 
 /// Rows per decoded batch.
@@ -106,8 +107,8 @@ struct Pass<'a> {
     /// When each open trace may have gone idle: (last event + timeout, skb,
     /// seq); stale entries are re-pushed or dropped when they come up.
     deadlines: BinaryHeap<Reverse<(u64, u64, u64)>>,
-    /// Finished traces waiting for earlier ones.
-    done: BTreeMap<Key, Trace>,
+    /// Finished traces waiting for earlier ones (shaped when written).
+    done: BTreeMap<Key, Open>,
     /// The latest event time seen.
     watermark: u64,
     last_written: Option<Key>,
@@ -147,6 +148,7 @@ impl<'a> Pass<'a> {
     fn push_rows(&mut self, r: &Rows, order: &[u32], emit: &mut dyn FnMut(Trace)) {
         let timeout = self.params.timeout_ns;
         let dedup = self.params.dedup_ns;
+        let free_gap = self.params.free_gap_ns;
         for &row in order {
             let row = row as usize;
             let skb = r.skb[row].unwrap_or(0);
@@ -192,9 +194,10 @@ impl<'a> Pass<'a> {
             };
             let (ip_id, l4, sport, dport) =
                 (r.ip_id[row], r.l4_proto[row], r.sport[row], r.dport[row]);
+            let gap = ts.saturating_sub(state.last_ts);
             let starts = state.open.is_none()
-                || ts.saturating_sub(state.last_ts) > timeout
-                || (state.last_free && !is_free)
+                || gap > timeout
+                || (state.last_free && (!is_free || gap > free_gap))
                 || (ip_id.is_some()
                     && state.ip_id.is_some()
                     && ip_id != state.ip_id
@@ -206,13 +209,13 @@ impl<'a> Pass<'a> {
                 if let Some(o) = state.open.take() {
                     let key = (o.first_ns, skb, state.seq);
                     self.open.remove(&key);
-                    self.done.insert(key, finish(self.lk, o, 0));
+                    self.done.insert(key, o);
                 }
                 state.seq += 1;
                 state.open = Some(Open::start(self.recording.clone(), skb, r, row));
                 self.open.insert((ts, skb, state.seq));
-                self.deadlines
-                    .push(Reverse((ts.saturating_add(timeout), skb, state.seq)));
+                let soonest = ts.saturating_add(timeout.min(free_gap));
+                self.deadlines.push(Reverse((soonest, skb, state.seq)));
             }
             state.last_ts = state.last_ts.max(ts);
             state.last_free = is_free;
@@ -224,10 +227,11 @@ impl<'a> Pass<'a> {
         self.write_ready(emit, false);
     }
 
-    /// Closes traces the events have left `--timeout` behind: their skb's
+    /// Closes traces the events have left behind: more than `--timeout`
+    /// after their last event, or the free gap after a free. Their skb's
     /// next event would start a new trace anyway.
     fn close_idle(&mut self) {
-        let timeout = self.params.timeout_ns;
+        let (timeout, free_gap) = (self.params.timeout_ns, self.params.free_gap_ns);
         while let Some(&Reverse((deadline, skb, seq))) = self.deadlines.peek() {
             if deadline >= self.watermark {
                 break;
@@ -239,16 +243,24 @@ impl<'a> Pass<'a> {
             if state.seq != seq || state.open.is_none() {
                 continue;
             }
-            let idle_since = state.last_ts.saturating_add(timeout);
-            if idle_since >= self.watermark {
-                self.deadlines.push(Reverse((idle_since, skb, seq)));
+            let gap = if state.last_free {
+                timeout.min(free_gap)
+            } else {
+                timeout
+            };
+            let closes_at = state.last_ts.saturating_add(gap);
+            if closes_at >= self.watermark {
+                self.deadlines.push(Reverse((closes_at, skb, seq)));
                 continue;
             }
             let o = state.open.take().expect("checked above");
-            self.skbs.remove(&skb);
+            if self.params.dedup_ns < gap {
+                // Its verdicts are out of the dedup window too.
+                self.skbs.remove(&skb);
+            }
             let key = (o.first_ns, skb, seq);
             self.open.remove(&key);
-            self.done.insert(key, finish(self.lk, o, 0));
+            self.done.insert(key, o);
         }
     }
 
@@ -260,12 +272,12 @@ impl<'a> Pass<'a> {
             if blocked && !all && self.done.len() <= MAX_WAITING {
                 break;
             }
-            let (key, trace) = self.done.pop_first().expect("peeked");
+            let (key, done) = self.done.pop_first().expect("peeked");
             if self.last_written.is_some_and(|last| key < last) {
                 self.notes.out_of_order += 1;
             }
             self.last_written = Some(self.last_written.map_or(key, |l| l.max(key)));
-            emit(trace);
+            emit(finish(self.lk, done, 0));
         }
     }
 
@@ -273,8 +285,7 @@ impl<'a> Pass<'a> {
     fn finish(mut self, emit: &mut dyn FnMut(Trace)) -> StreamNotes {
         for (skb, state) in std::mem::take(&mut self.skbs) {
             if let Some(o) = state.open {
-                let key = (o.first_ns, skb, state.seq);
-                self.done.insert(key, finish(self.lk, o, 0));
+                self.done.insert((o.first_ns, skb, state.seq), o);
             }
         }
         self.open.clear();
