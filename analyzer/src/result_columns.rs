@@ -71,6 +71,36 @@ impl Strs {
     }
 }
 
+/// An integer column widened to u64 once per batch by Arrow's cast kernel
+/// (no copy when it is u64 already), read row by row without building a
+/// `Vec<Option<u64>>`: the trace engines read a dozen columns per event.
+pub struct U64Col(arrow::array::UInt64Array);
+
+impl U64Col {
+    pub fn new(batch: &RecordBatch, name: &str) -> Result<Self, ArrowError> {
+        let col = cast(column(batch, name)?, &DataType::UInt64)?;
+        Ok(Self(col.as_primitive::<UInt64Type>().clone()))
+    }
+
+    #[inline]
+    pub fn get(&self, row: usize) -> Option<u64> {
+        self.0.is_valid(row).then(|| self.0.value(row))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The values (null rows read as 0).
+    pub fn values(&self) -> &[u64] {
+        self.0.values()
+    }
+}
+
 /// An integer column widened to u64 (nulls kept).
 pub fn u64s(batch: &RecordBatch, name: &str) -> Result<Vec<Option<u64>>, ArrowError> {
     let col = cast(column(batch, name)?, &DataType::UInt64)?;

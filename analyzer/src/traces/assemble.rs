@@ -16,7 +16,7 @@ use nft_schema::columns::{events as ev, RECORDING};
 
 use super::lookups::Lookups;
 use super::model::{protocol_name, NftEvent, PacketInfo, Trace, TraceStats};
-use crate::result_columns::{bools, i64s, strs, u64s, Interner, Strs};
+use crate::result_columns::{bools, i64s, strs, Interner, Strs, U64Col};
 
 /// Column names the trace query adds to the `events` columns.
 pub const TRACE_SEQ: &str = "trace_seq";
@@ -25,23 +25,23 @@ pub const IS_DUP: &str = "is_dup";
 
 /// The event columns of one batch, typed once per batch.
 pub(super) struct Rows {
-    pub skb: Vec<Option<u64>>,
-    pub ts: Vec<Option<u64>>,
+    pub skb: U64Col,
+    pub ts: U64Col,
     pub probe: Strs,
     pub kind: Strs,
-    pub cpu: Vec<Option<u64>>,
-    pub netns: Vec<Option<u64>>,
-    pub ifindex: Vec<Option<u64>>,
-    pub mark: Vec<Option<u64>>,
-    pub len: Vec<Option<u64>>,
-    pub ip_version: Vec<Option<u64>>,
+    pub cpu: U64Col,
+    pub netns: U64Col,
+    pub ifindex: U64Col,
+    pub mark: U64Col,
+    pub len: U64Col,
+    pub ip_version: U64Col,
     pub saddr: Strs,
     pub daddr: Strs,
-    pub l4_proto: Vec<Option<u64>>,
-    pub sport: Vec<Option<u64>>,
-    pub dport: Vec<Option<u64>>,
-    pub icmp_type: Vec<Option<u64>>,
-    pub ip_id: Vec<Option<u64>>,
+    pub l4_proto: U64Col,
+    pub sport: U64Col,
+    pub dport: U64Col,
+    pub icmp_type: U64Col,
+    pub ip_id: U64Col,
     pub drop_reason: Strs,
     pub location_sym: Strs,
     pub nft_event: Strs,
@@ -49,8 +49,8 @@ pub(super) struct Rows {
     pub nft_table: Strs,
     pub nft_chain: Strs,
     pub nft_hook: Strs,
-    pub nft_rule_handle: Vec<Option<u64>>,
-    pub nft_rule_seq: Vec<Option<u64>>,
+    pub nft_rule_handle: U64Col,
+    pub nft_rule_seq: U64Col,
     pub nft_verdict: Strs,
     pub nft_target: Strs,
 }
@@ -58,23 +58,23 @@ pub(super) struct Rows {
 impl Rows {
     pub fn new(b: &RecordBatch, i: &mut Interner) -> Result<Self, ArrowError> {
         Ok(Self {
-            skb: u64s(b, ev::SKB)?,
-            ts: u64s(b, ev::TS_NS)?,
+            skb: U64Col::new(b, ev::SKB)?,
+            ts: U64Col::new(b, ev::TS_NS)?,
             probe: strs(b, ev::PROBE, i)?,
             kind: strs(b, ev::KIND, i)?,
-            cpu: u64s(b, ev::CPU)?,
-            netns: u64s(b, ev::NETNS)?,
-            ifindex: u64s(b, ev::IFINDEX)?,
-            mark: u64s(b, ev::MARK)?,
-            len: u64s(b, ev::LEN)?,
-            ip_version: u64s(b, ev::IP_VERSION)?,
+            cpu: U64Col::new(b, ev::CPU)?,
+            netns: U64Col::new(b, ev::NETNS)?,
+            ifindex: U64Col::new(b, ev::IFINDEX)?,
+            mark: U64Col::new(b, ev::MARK)?,
+            len: U64Col::new(b, ev::LEN)?,
+            ip_version: U64Col::new(b, ev::IP_VERSION)?,
             saddr: strs(b, ev::SADDR, i)?,
             daddr: strs(b, ev::DADDR, i)?,
-            l4_proto: u64s(b, ev::L4_PROTO)?,
-            sport: u64s(b, ev::SPORT)?,
-            dport: u64s(b, ev::DPORT)?,
-            icmp_type: u64s(b, ev::ICMP_TYPE)?,
-            ip_id: u64s(b, ev::IP_ID)?,
+            l4_proto: U64Col::new(b, ev::L4_PROTO)?,
+            sport: U64Col::new(b, ev::SPORT)?,
+            dport: U64Col::new(b, ev::DPORT)?,
+            icmp_type: U64Col::new(b, ev::ICMP_TYPE)?,
+            ip_id: U64Col::new(b, ev::IP_ID)?,
             drop_reason: strs(b, ev::DROP_REASON, i)?,
             location_sym: strs(b, ev::LOCATION_SYM, i)?,
             nft_event: strs(b, ev::NFT_EVENT, i)?,
@@ -82,8 +82,8 @@ impl Rows {
             nft_table: strs(b, ev::NFT_TABLE, i)?,
             nft_chain: strs(b, ev::NFT_CHAIN, i)?,
             nft_hook: strs(b, ev::NFT_HOOK, i)?,
-            nft_rule_handle: u64s(b, ev::NFT_RULE_HANDLE)?,
-            nft_rule_seq: u64s(b, ev::NFT_RULE_SEQ)?,
+            nft_rule_handle: U64Col::new(b, ev::NFT_RULE_HANDLE)?,
+            nft_rule_seq: U64Col::new(b, ev::NFT_RULE_SEQ)?,
             nft_verdict: strs(b, ev::NFT_VERDICT, i)?,
             nft_target: strs(b, ev::NFT_TARGET, i)?,
         })
@@ -112,7 +112,7 @@ pub(super) struct Open {
 impl Open {
     /// A trace whose first event is `row`.
     pub fn start(recording: Arc<str>, skb: u64, r: &Rows, row: usize) -> Self {
-        let ts = r.ts[row].unwrap_or(0);
+        let ts = r.ts.get(row).unwrap_or(0);
         Self {
             recording,
             skb,
@@ -134,20 +134,20 @@ impl Open {
 
     /// Adds event `row` (a duplicate verdict is only counted).
     pub fn push(&mut self, r: &Rows, row: usize, is_free: bool, is_dup: bool, lk: &Lookups) {
-        let ts = r.ts[row].unwrap_or(0);
+        let ts = r.ts.get(row).unwrap_or(0);
         self.last_ns = self.last_ns.max(ts);
         self.last_free = is_free;
         if is_dup {
             self.dups += 1;
             return;
         }
-        if let Some(cpu) = r.cpu[row] {
+        if let Some(cpu) = r.cpu.get(row) {
             let cpu = cpu as u32;
             if !self.cpus.contains(&cpu) {
                 self.cpus.push(cpu);
             }
         }
-        if self.packet.is_none() && r.ip_version[row].is_some() {
+        if self.packet.is_none() && r.ip_version.get(row).is_some() {
             self.packet = Some(packet_info(r, row));
         }
         if let Some(kind) = r.nft_event.get(row) {
@@ -214,7 +214,7 @@ impl<'a> Assembler<'a> {
         let is_dup = bools(batch, IS_DUP)?;
         for row in 0..batch.num_rows() {
             let rec = recording.get(row).cloned().unwrap_or_else(|| "".into());
-            let skb = r.skb[row].unwrap_or(0);
+            let skb = r.skb.get(row).unwrap_or(0);
             let seq = seqs[row].unwrap_or(0) as u64;
             let same = self
                 .open
@@ -314,16 +314,16 @@ fn packet_info(r: &Rows, row: usize) -> PacketInfo {
     PacketInfo {
         src_ip: s(r.saddr.get(row)),
         dst_ip: s(r.daddr.get(row)),
-        src_port: r.sport[row].map(|v| v as u16),
-        dst_port: r.dport[row].map(|v| v as u16),
-        protocol: r.l4_proto[row].map(|p| protocol_name(p as u8)),
-        ip_version: r.ip_version[row].map(|v| v as u8),
-        length: r.len[row].unwrap_or(0) as u32,
-        ip_id: r.ip_id[row].map(|v| v as u16),
-        icmp_type: r.icmp_type[row].map(|v| v as u8),
-        ifindex: r.ifindex[row].unwrap_or(0) as u32,
-        netns: r.netns[row].unwrap_or(0) as u32,
-        mark: r.mark[row].unwrap_or(0) as u32,
+        src_port: r.sport.get(row).map(|v| v as u16),
+        dst_port: r.dport.get(row).map(|v| v as u16),
+        protocol: r.l4_proto.get(row).map(|p| protocol_name(p as u8)),
+        ip_version: r.ip_version.get(row).map(|v| v as u8),
+        length: r.len.get(row).unwrap_or(0) as u32,
+        ip_id: r.ip_id.get(row).map(|v| v as u16),
+        icmp_type: r.icmp_type.get(row).map(|v| v as u8),
+        ifindex: r.ifindex.get(row).unwrap_or(0) as u32,
+        netns: r.netns.get(row).unwrap_or(0) as u32,
+        mark: r.mark.get(row).unwrap_or(0) as u32,
     }
 }
 
@@ -338,7 +338,7 @@ fn nft_event(
     let family = r.nft_family.get(row).cloned();
     let table = r.nft_table.get(row).cloned();
     let chain = r.nft_chain.get(row).cloned();
-    let handle = r.nft_rule_handle[row];
+    let handle = r.nft_rule_handle.get(row);
     let rule = match (&family, &table, &chain, handle) {
         (Some(f), Some(t), Some(c), Some(h)) => lk
             .rules
@@ -349,7 +349,11 @@ fn nft_event(
     NftEvent {
         kind: kind.to_string(),
         hook: s(r.nft_hook.get(row)),
-        rule_seq: r.nft_rule_seq[row].map(|v| v as u32).or(rule.map(|r| r.0)),
+        rule_seq: r
+            .nft_rule_seq
+            .get(row)
+            .map(|v| v as u32)
+            .or(rule.map(|r| r.0)),
         rule_handle: handle,
         verdict: s(r.nft_verdict.get(row)),
         target: s(r.nft_target.get(row)),

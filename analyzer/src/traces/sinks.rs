@@ -3,7 +3,9 @@
 //! Parquet `traces` table for further SQL.
 
 use std::io::Write;
+use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use arrow::array::{
     ArrayRef, ListBuilder, RecordBatch, StringArray, StringBuilder, UInt16Array, UInt32Array,
@@ -207,40 +209,67 @@ pub fn summary_line(s: &Summary) -> String {
     )
 }
 
-/// The `traces` table as zstd Parquet, written in batches.
-pub struct ParquetSink<W: Write + Send> {
-    writer: Option<ArrowWriter<W>>,
+/// The `traces` table as zstd Parquet, written in batches. Shaping and
+/// encoding run on a thread of their own, so they overlap with building
+/// the traces (the bounded channel holds at most two batches).
+pub struct ParquetSink {
     pending: Vec<Trace>,
+    tx: Option<SyncSender<Vec<Trace>>>,
+    worker: Option<JoinHandle<std::io::Result<()>>>,
 }
 
 const PARQUET_BATCH: usize = 8192;
 
-impl<W: Write + Send> ParquetSink<W> {
-    pub fn new(out: W) -> Result<Self, parquet::errors::ParquetError> {
+impl ParquetSink {
+    pub fn new<W: Write + Send + 'static>(out: W) -> Result<Self, parquet::errors::ParquetError> {
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
             .build();
-        let writer = ArrowWriter::try_new(out, traces_schema(), Some(props))?;
+        let mut writer = ArrowWriter::try_new(out, traces_schema(), Some(props))?;
+        let (tx, rx) = sync_channel::<Vec<Trace>>(2);
+        let worker = std::thread::Builder::new()
+            .name("traces-parquet".into())
+            .spawn(move || {
+                for traces in rx {
+                    let batch = traces_batch(&traces).map_err(std::io::Error::other)?;
+                    writer.write(&batch).map_err(std::io::Error::other)?;
+                }
+                writer.close().map_err(std::io::Error::other)?;
+                Ok(())
+            })?;
         Ok(Self {
-            writer: Some(writer),
-            pending: Vec::new(),
+            pending: Vec::with_capacity(PARQUET_BATCH),
+            tx: Some(tx),
+            worker: Some(worker),
         })
     }
 
+    /// Hands the pending traces to the encoder; a failed encoder's error.
     fn flush(&mut self) -> std::io::Result<()> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let batch = traces_batch(&self.pending).map_err(std::io::Error::other)?;
-        self.pending.clear();
-        if let Some(w) = self.writer.as_mut() {
-            w.write(&batch).map_err(std::io::Error::other)?;
+        let batch = std::mem::replace(&mut self.pending, Vec::with_capacity(PARQUET_BATCH));
+        let sent = self.tx.as_ref().is_some_and(|tx| tx.send(batch).is_ok());
+        if sent {
+            Ok(())
+        } else {
+            self.join()
         }
-        Ok(())
+    }
+
+    /// Waits for the encoder to finish writing.
+    fn join(&mut self) -> std::io::Result<()> {
+        self.tx = None;
+        match self.worker.take().map(JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(std::io::Error::other("the Parquet encoder panicked")),
+            None => Ok(()),
+        }
     }
 }
 
-impl<W: Write + Send> Sink for ParquetSink<W> {
+impl Sink for ParquetSink {
     fn trace(&mut self, t: Trace) -> std::io::Result<()> {
         self.pending.push(t);
         if self.pending.len() >= PARQUET_BATCH {
@@ -251,9 +280,7 @@ impl<W: Write + Send> Sink for ParquetSink<W> {
 
     fn finish(&mut self, summary: &Summary) -> std::io::Result<()> {
         self.flush()?;
-        if let Some(w) = self.writer.take() {
-            w.close().map_err(std::io::Error::other)?;
-        }
+        self.join()?;
         eprintln!("{}", summary_line(summary));
         Ok(())
     }

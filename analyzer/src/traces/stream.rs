@@ -101,7 +101,8 @@ struct Pass<'a> {
     lk: &'a Lookups,
     params: &'a Params,
     recording: Arc<str>,
-    skbs: HashMap<u64, SkbState>,
+    /// foldhash: one lookup per event, keys are kernel addresses.
+    skbs: HashMap<u64, SkbState, foldhash::fast::FixedState>,
     /// Open traces, in trace order.
     open: BTreeSet<Key>,
     /// When each open trace may have gone idle: (last event + timeout, skb,
@@ -125,7 +126,7 @@ impl<'a> Pass<'a> {
             lk,
             params,
             recording,
-            skbs: HashMap::new(),
+            skbs: HashMap::default(),
             open: BTreeSet::new(),
             deadlines: BinaryHeap::new(),
             done: BTreeMap::new(),
@@ -151,8 +152,8 @@ impl<'a> Pass<'a> {
         let free_gap = self.params.free_gap_ns;
         for &row in order {
             let row = row as usize;
-            let skb = r.skb[row].unwrap_or(0);
-            let ts = r.ts[row].unwrap_or(0);
+            let skb = r.skb.get(row).unwrap_or(0);
+            let ts = r.ts.get(row).unwrap_or(0);
             if ts.saturating_add(timeout) < self.watermark {
                 self.notes.late_events += 1;
             }
@@ -178,7 +179,7 @@ impl<'a> Pass<'a> {
                     ptr(r.nft_table.get(row)),
                     ptr(r.nft_chain.get(row)),
                     ptr(r.nft_verdict.get(row)),
-                    r.nft_rule_handle[row],
+                    r.nft_rule_handle.get(row),
                 );
                 state.rules.retain(|(_, t)| ts.saturating_sub(*t) <= dedup);
                 match state.rules.iter_mut().find(|(i, _)| *i == id) {
@@ -192,8 +193,12 @@ impl<'a> Pass<'a> {
                     }
                 }
             };
-            let (ip_id, l4, sport, dport) =
-                (r.ip_id[row], r.l4_proto[row], r.sport[row], r.dport[row]);
+            let (ip_id, l4, sport, dport) = (
+                r.ip_id.get(row),
+                r.l4_proto.get(row),
+                r.sport.get(row),
+                r.dport.get(row),
+            );
             let gap = ts.saturating_sub(state.last_ts);
             let starts = state.open.is_none()
                 || gap > timeout
@@ -299,59 +304,70 @@ fn decode(rec: &Recording) -> Receiver<Result<Rows, TracesError>> {
     let (tx, rx) = sync_channel(4);
     let segments = rec.event_segments.clone();
     let open = rec.open_events.clone();
-    std::thread::spawn(move || {
-        let schema = events_schema();
-        let mut interner = Interner::default();
-        let mut send = |batch: Result<RecordBatch, TracesError>| {
-            let rows = batch.and_then(|b| {
-                let b = conform(&b, &schema).map_err(|source| TracesError::Query {
-                    query: "events",
-                    source,
-                })?;
-                Ok(Rows::new(&b, &mut interner)?)
-            });
-            tx.send(rows).is_ok()
-        };
-        for path in &segments {
-            let parquet_err = |source| TracesError::ReadParquet {
-                path: path.clone(),
-                source,
+    let spawned = std::thread::Builder::new()
+        .name("events-decode".into())
+        .spawn(move || {
+            let schema = events_schema();
+            let mut interner = Interner::default();
+            let mut send = |batch: Result<RecordBatch, TracesError>| {
+                let rows = batch.and_then(|b| {
+                    let b = conform(&b, &schema).map_err(|source| TracesError::Query {
+                        query: "events",
+                        source,
+                    })?;
+                    Ok(Rows::new(&b, &mut interner)?)
+                });
+                tx.send(rows).is_ok()
             };
-            let reader = File::open(path)
-                .map_err(|source| TracesError::Read {
+            for path in &segments {
+                let parquet_err = |source| TracesError::ReadParquet {
                     path: path.clone(),
                     source,
-                })
-                .and_then(|f| ParquetRecordBatchReaderBuilder::try_new(f).map_err(parquet_err))
-                .and_then(|b| b.with_batch_size(BATCH_ROWS).build().map_err(parquet_err));
-            let reader = match reader {
-                Ok(r) => r,
-                Err(e) => {
-                    send(Err(e));
-                    return;
+                };
+                let reader = File::open(path)
+                    .map_err(|source| TracesError::Read {
+                        path: path.clone(),
+                        source,
+                    })
+                    .and_then(|f| ParquetRecordBatchReaderBuilder::try_new(f).map_err(parquet_err))
+                    .and_then(|b| b.with_batch_size(BATCH_ROWS).build().map_err(parquet_err));
+                let reader = match reader {
+                    Ok(r) => r,
+                    Err(e) => {
+                        send(Err(e));
+                        return;
+                    }
+                };
+                for batch in reader {
+                    if !send(batch.map_err(TracesError::Arrow)) {
+                        return;
+                    }
                 }
-            };
-            for batch in reader {
-                if !send(batch.map_err(TracesError::Arrow)) {
+            }
+            for batch in open {
+                if !send(Ok(batch)) {
                     return;
                 }
             }
-        }
-        for batch in open {
-            if !send(Ok(batch)) {
-                return;
-            }
-        }
-    });
+        });
+    if let Err(e) = spawned {
+        let (tx, rx) = sync_channel(1);
+        let _ = tx.send(Err(TracesError::Read {
+            path: "(decoding thread)".into(),
+            source: e,
+        }));
+        return rx;
+    }
     rx
 }
 
 /// Row order for one batch: as written, or sorted by time (stable) when
 /// the ring buffer reordered events within it.
 fn time_order(r: &Rows) -> Vec<u32> {
-    let mut order: Vec<u32> = (0..r.ts.len() as u32).collect();
-    if r.ts.windows(2).any(|w| w[1] < w[0]) {
-        order.sort_by_key(|&i| r.ts[i as usize]);
+    let ts = r.ts.values();
+    let mut order: Vec<u32> = (0..ts.len() as u32).collect();
+    if ts.windows(2).any(|w| w[1] < w[0]) {
+        order.sort_by_key(|&i| ts[i as usize]);
     }
     order
 }
