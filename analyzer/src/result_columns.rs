@@ -69,6 +69,17 @@ impl Strs {
     pub fn get(&self, row: usize) -> Option<&Arc<str>> {
         self.keys[row].map(|k| &self.values[k as usize])
     }
+
+    /// Row -> index into [`Strs::values`] (None: null).
+    pub fn key(&self, row: usize) -> Option<u32> {
+        self.keys[row]
+    }
+
+    /// The distinct values of this batch: a per-value decision is made once
+    /// per batch, not once per row.
+    pub fn values(&self) -> &[Arc<str>] {
+        &self.values
+    }
 }
 
 /// An integer column widened to u64 once per batch by Arrow's cast kernel

@@ -14,7 +14,7 @@ use arrow::array::{
 use nft_schema::tables::traces_schema;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
 use super::model::{Summary, Trace};
 
@@ -222,8 +222,12 @@ const PARQUET_BATCH: usize = 8192;
 
 impl ParquetSink {
     pub fn new<W: Write + Send + 'static>(out: W) -> Result<Self, parquet::errors::ParquetError> {
+        // zstd 1 and no min/max statistics (which compare every string of
+        // the path lists): the encoder thread is a third of `traces`' CPU,
+        // and the traces table is read whole, not pruned.
         let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?))
+            .set_statistics_enabled(EnabledStatistics::None)
             .build();
         let mut writer = ArrowWriter::try_new(out, traces_schema(), Some(props))?;
         let (tx, rx) = sync_channel::<Vec<Trace>>(2);

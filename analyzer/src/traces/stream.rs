@@ -136,13 +136,25 @@ impl<'a> Pass<'a> {
         }
     }
 
-    fn is_free(r: &Rows, row: usize) -> bool {
-        match r.probe.get(row).map(|p| &**p) {
-            Some(KFREE_SKB | CONSUME_SKB) => true,
-            Some(p) => {
-                r.kind.get(row).is_some_and(|k| &**k == "function") && FREE_FUNCTIONS.contains(&p)
-            }
-            None => false,
+    /// Per distinct probe name of a batch: 1 a free tracepoint, 2 a free
+    /// function (if the event is a function's), 0 neither.
+    fn free_probes(r: &Rows) -> Vec<u8> {
+        r.probe
+            .values()
+            .iter()
+            .map(|p| match &**p {
+                KFREE_SKB | CONSUME_SKB => 1,
+                p if FREE_FUNCTIONS.contains(&p) => 2,
+                _ => 0,
+            })
+            .collect()
+    }
+
+    fn is_free(r: &Rows, row: usize, free_probes: &[u8]) -> bool {
+        match r.probe.key(row).map(|k| free_probes[k as usize]) {
+            Some(1) => true,
+            Some(2) => r.kind.get(row).is_some_and(|k| &**k == "function"),
+            _ => false,
         }
     }
 
@@ -150,6 +162,7 @@ impl<'a> Pass<'a> {
         let timeout = self.params.timeout_ns;
         let dedup = self.params.dedup_ns;
         let free_gap = self.params.free_gap_ns;
+        let free_probes = Self::free_probes(r);
         for &row in order {
             let row = row as usize;
             let skb = r.skb.get(row).unwrap_or(0);
@@ -158,7 +171,7 @@ impl<'a> Pass<'a> {
                 self.notes.late_events += 1;
             }
             self.watermark = self.watermark.max(ts);
-            let is_free = Self::is_free(r, row);
+            let is_free = Self::is_free(r, row, &free_probes);
             let state = self.skbs.entry(skb).or_insert_with(|| SkbState {
                 last_ts: ts,
                 last_free: false,
