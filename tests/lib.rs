@@ -141,6 +141,21 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     path
 }
 
+/// Runs a workspace binary, requires success (showing its stderr if not),
+/// and returns its stdout.
+pub fn run_bin<S: AsRef<std::ffi::OsStr>>(name: &str, args: impl IntoIterator<Item = S>) -> String {
+    let out = std::process::Command::new(workspace_bin(name))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {name}: {e}"));
+    assert!(
+        out.status.success(),
+        "{name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Serialises tests that load eBPF programs or count what is loaded, so one
 /// test's programs are never mistaken for another's leftovers.
 pub fn kernel_lock() -> std::sync::MutexGuard<'static, ()> {

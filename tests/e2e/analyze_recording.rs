@@ -9,16 +9,7 @@ use nft_tests::{kernel_lock, parse_monitor, record_firewall, workspace_bin, Trac
 use serde_json::Value;
 
 fn analyzer(args: &[&str]) -> String {
-    let out = Command::new(workspace_bin("nft-analyzer"))
-        .args(args)
-        .output()
-        .expect("run nft-analyzer");
-    assert!(
-        out.status.success(),
-        "nft-analyzer {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    nft_tests::run_bin("nft-analyzer", args)
 }
 
 #[test]

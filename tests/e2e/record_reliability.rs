@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use nft_recorder::writer::segments::recover_open_segments;
 use nft_tests::{
-    duckdb_i64, kernel_lock, recording_dir, run, start_recorder, workspace_bin, TwoHosts,
+    duckdb_i64, kernel_lock, recording_dir, run, run_bin, start_recorder, workspace_bin, TwoHosts,
 };
 
 fn start(dir: &Path, args: &[&str]) -> Child {
@@ -185,22 +185,18 @@ fn kill_9_loses_at_most_the_last_flush_interval() {
             .ends_with(".parquet.tmp")),
         "the open segment's Parquet is encoded as batches arrive"
     );
-    let out = Command::new(workspace_bin("nft-analyzer"))
-        .arg("sql")
-        .arg(&dir)
-        .args([
-            "--format",
-            "csv",
-            "SELECT count(*) AS n FROM events WHERE icmp_type = 8 AND len = 328",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let query = "SELECT count(*) AS n FROM events WHERE icmp_type = 8 AND len = 328";
+    let out = run_bin(
+        "nft-analyzer",
+        [
+            std::ffi::OsStr::new("sql"),
+            dir.as_os_str(),
+            "--format".as_ref(),
+            "csv".as_ref(),
+            query.as_ref(),
+        ],
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "n\n20");
+    assert_eq!(out.trim(), "n\n20");
     recover_open_segments(&dir).unwrap();
     // Every echo request (len 20 + 8 + 300) sent before the kill is there.
     let echo = duckdb_i64(
