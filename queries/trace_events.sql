@@ -11,7 +11,8 @@
 -- the recording did not see (e.g. in a namespace outside --netns). NAT
 -- keeps the id; encapsulation changes the protocol or the ports. Rule
 -- verdicts repeated on the same skb (same chain, rule and verdict) within
--- $dedup_ns of the previous one are marked is_dup.
+-- $dedup_ns of the previous one are marked is_dup. A base chain's exit
+-- stays in the trace of the event before it, even after a free.
 WITH ev AS (
     SELECT *,
            (probe IN ('skb:kfree_skb', 'skb:consume_skb')
@@ -21,7 +22,7 @@ WITH ev AS (
                 'consume_skb', '__consume_stateless_skb', 'napi_consume_skb',
                 '__napi_kfree_skb', 'skb_attempt_defer_free',
                 'skb_release_all', 'skb_release_head_state', 'skb_release_data',
-                'skb_free_head'))) AS is_free
+                'skb_free_head'))) AS frees
     FROM events
 ),
 rule_evals AS (
@@ -40,6 +41,16 @@ deduped AS (
     UNION ALL
     SELECT * FROM rule_evals
 ),
+exits AS (
+    -- A base chain's exit (nft_do_chain returning) can follow the free: on
+    -- 6.8+ a drop frees the skb inside nf_tables. It carries the free state
+    -- of the event before it and never starts a trace (below).
+    SELECT *,
+           CASE WHEN nft_event = 'chain_exit'
+                THEN coalesce(LAG(frees) OVER (PARTITION BY recording, skb ORDER BY ts_ns), false)
+                ELSE frees END AS is_free
+    FROM deduped
+),
 marked AS (
     SELECT *,
            LAG(ts_ns) OVER (PARTITION BY recording, skb ORDER BY ts_ns) AS prev_ts,
@@ -48,12 +59,13 @@ marked AS (
            LAG(l4_proto) OVER (PARTITION BY recording, skb ORDER BY ts_ns) AS prev_l4_proto,
            LAG(coalesce(CAST(sport AS INT), -1)) OVER (PARTITION BY recording, skb ORDER BY ts_ns) AS prev_sport,
            LAG(coalesce(CAST(dport AS INT), -1)) OVER (PARTITION BY recording, skb ORDER BY ts_ns) AS prev_dport
-    FROM deduped
+    FROM exits
 ),
 starts AS (
     SELECT *,
-           CASE WHEN prev_ts IS NULL
-                  OR ts_ns - prev_ts > $timeout_ns
+           CASE WHEN prev_ts IS NULL THEN 1
+                WHEN nft_event = 'chain_exit' THEN 0
+                WHEN ts_ns - prev_ts > $timeout_ns
                   OR (prev_free AND (NOT is_free OR ts_ns - prev_ts > $free_gap_ns))
                   OR (ip_id <> prev_ip_id AND l4_proto = prev_l4_proto
                       AND coalesce(CAST(sport AS INT), -1) = prev_sport
@@ -76,7 +88,7 @@ SELECT recording, skb, trace_seq, trace_first_ns,
        ip_version, saddr, daddr, l4_proto, sport, dport, tcp_flags,
        icmp_type, icmp_code, ip_id, drop_reason, location_sym,
        nft_event, nft_family, nft_table, nft_chain, nft_hook, nft_priority,
-       nft_rule_handle, nft_rule_seq, nft_verdict, nft_target,
+       nft_rule_handle, nft_rule_seq, nft_verdict, nft_target, nft_trace_id,
        is_free, is_dup
 FROM sessions
 ORDER BY recording, trace_first_ns, skb, trace_seq, ts_ns

@@ -93,6 +93,13 @@ def main():
     for table in ["probes", "drop_reasons", "losses", "interfaces"]:
         con.sql(f"CREATE VIEW {table} AS SELECT {lit} AS recording, * "
                 f"FROM read_parquet('{os.path.join(rec, table + '.parquet')}')")
+    # Only with `record --stack`.
+    stacks = os.path.join(rec, "stacks.parquet")
+    if os.path.exists(stacks):
+        con.sql(f"CREATE VIEW stacks AS SELECT {lit} AS recording, * FROM read_parquet('{stacks}')")
+    else:
+        con.sql("CREATE TABLE stacks (recording VARCHAR, stack_id UINTEGER, frame USMALLINT, "
+                "address UBIGINT, symbol VARCHAR)")
     for table in ["rules", "chains", "recordings"]:
         rows = analyzer_csv(analyzer, rec, f"SELECT * FROM {table}")
         path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"nt-oracle-{os.getpid()}-{table}.csv")

@@ -255,6 +255,63 @@ pub fn parse_monitor(text: &str) -> Vec<TraceRow> {
     out
 }
 
+/// One line of `nft -a monitor trace`, in the order printed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonitorLine {
+    pub id: u32,
+    pub table: String,
+    pub chain: String,
+    /// `packet` (the first message of a base chain's run, with the
+    /// headers), `rule`, `return` or `policy`.
+    pub kind: String,
+    pub handle: Option<u64>,
+    /// `accept`, `drop`, `continue`, `jump web`, ... (with its target).
+    pub verdict: Option<String>,
+}
+
+/// Parses `nft -a monitor trace` output, keeping the order of the lines.
+pub fn monitor_lines(text: &str) -> Vec<MonitorLine> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words.len() < 7 || words[0] != "trace" || words[1] != "id" {
+            continue;
+        }
+        let Ok(id) = u32::from_str_radix(words[2], 16) else {
+            continue;
+        };
+        let (table, chain) = (words[4].to_string(), words[5].to_string());
+        let (kind, handle, verdict) = match words[6] {
+            "packet:" => ("packet", None, None),
+            "rule" => (
+                "rule",
+                line.split("# handle ")
+                    .nth(1)
+                    .and_then(|s| s.split_whitespace().next())
+                    .and_then(|h| h.parse().ok()),
+                line.rsplit("(verdict ")
+                    .next()
+                    .and_then(|s| s.split(')').next())
+                    .map(str::to_owned),
+            ),
+            "policy" => ("policy", None, words.get(7).map(|v| v.to_string())),
+            // A RETURN message (6.1: a chain's end, `verdict continue`, or
+            // an explicit `return` rule, printed without its handle).
+            "verdict" => ("return", None, words.get(7).map(|v| v.to_string())),
+            _ => continue,
+        };
+        out.push(MonitorLine {
+            id,
+            table,
+            chain,
+            kind: kind.into(),
+            handle,
+            verdict,
+        });
+    }
+    out
+}
+
 /// `nft -a monitor trace` running in a namespace: the oracle for nftrace
 /// verdicts.
 pub struct MonitorTrace(std::process::Child);

@@ -132,6 +132,7 @@ impl Catalog {
             names::DROP_REASONS,
             names::LOSSES,
             names::INTERFACES,
+            names::STACKS,
         ] {
             let schema = dimension_schema(table);
             let mut parts = Vec::new();
@@ -191,6 +192,7 @@ fn dimension_schema(table: &str) -> SchemaRef {
         names::PROBES => tables::probes_schema(),
         names::DROP_REASONS => tables::drop_reasons_schema(),
         names::LOSSES => tables::losses_schema(),
+        names::STACKS => tables::stacks_schema(),
         _ => tables::interfaces_schema(),
     }
 }

@@ -23,12 +23,14 @@ macro_rules! queries {
 pub const QUERIES: &[Query] = queries!("":
     "drops",
     "rule_verdicts",
+    "chain_verdicts",
     "hot_functions",
     "hop_latency",
     "flows",
     "losses",
     "trace_events",
     "nftrace_matches",
+    "stacks",
 );
 
 /// Helper views created in every session (`CREATE VIEW ...`).

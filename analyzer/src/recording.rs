@@ -115,6 +115,7 @@ impl Recording {
             names::DROP_REASONS,
             names::LOSSES,
             names::INTERFACES,
+            names::STACKS,
         ] {
             let path = dir.join(format!("{dim}.parquet"));
             if path.exists() {

@@ -465,3 +465,55 @@ fn a_late_free_on_a_freed_address_is_another_packet() {
     let paths: Vec<String> = traces.iter().map(|t| t.functions_path.join(",")).collect();
     assert_eq!(paths, ["skb:consume_skb,kfree_skbmem", "skb:consume_skb"]);
 }
+
+/// Since 6.8 a drop frees the skb inside nf_tables, before `nft_do_chain`
+/// returns: the chain's exit comes after the free. It stays in the dropped
+/// packet's trace, and the next packet at the same address still gets its
+/// own.
+#[test]
+fn a_chain_exit_after_the_free_stays_in_the_dropped_packets_trace() {
+    let (e, t) = (0xe100u64, START_NS + S);
+    let mut free = tcp(t + 3_000, e, "skb:kfree_skb", 9);
+    free["drop_reason"] = json!("NETFILTER_DROP");
+    let mut f = Fixture::new("exit-after-free");
+    f.ruleset(RULESET_JSON, RULESET_TEXT).events(&[
+        tcp(t, e, "net:netif_receive_skb", 9),
+        nft(t + 1_000, e, "chain_entry", None, None),
+        nft(t + 2_000, e, "rule_eval", Some(3), Some("drop")),
+        free,
+        nft(t + 4_000, e, "chain_exit", None, Some("drop")),
+        // The next packet at the same address, 1 ms later.
+        tcp(t + MS, e, "net:netif_receive_skb", 10),
+        tcp(t + MS + 1_000, e, "skb:consume_skb", 10),
+    ]);
+    let dir = f.finish();
+    let (traces, _) = run_traces(&[&dir], Params::default());
+    let got: Vec<_> = traces
+        .iter()
+        .map(|t| {
+            (
+                t.first_seen_ns - START_NS - S,
+                t.duration_ns,
+                t.nft_events
+                    .iter()
+                    .map(|n| n.kind.as_str())
+                    .collect::<Vec<_>>(),
+                t.end,
+                t.stats.final_verdict.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (
+                0,
+                4_000,
+                vec!["chain_entry", "rule_eval", "chain_exit"],
+                "dropped",
+                Some("drop".to_string())
+            ),
+            (MS, 1_000, vec![], "consumed", None),
+        ]
+    );
+}

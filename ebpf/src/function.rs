@@ -10,7 +10,7 @@
 use aya_ebpf::{
     helpers::{bpf_get_func_ip, bpf_probe_read_kernel},
     macros::{fentry, kprobe},
-    programs::{FEntryContext, ProbeContext},
+    programs::{tracing::StackIdContext, FEntryContext, ProbeContext},
     EbpfContext,
 };
 use nft_schema::raw::{EventKind, LossReason, FUNC_FREES_SKB, PROBE_FUNCTION_BASE};
@@ -25,13 +25,14 @@ use crate::skb::{emit, Extra};
 /// is counted as a loss and stops here, so the rest of the program is
 /// verified for one kind of state, not two.
 #[inline(always)]
-fn function_event(skb: u64, ip: u64, caller: u64) -> u32 {
+fn function_event<C: StackIdContext>(ctx: &C, skb: u64, ip: u64, caller: u64) -> u32 {
     // SAFETY: plain map lookup; values are written before attaching.
     let Some(&value) = (unsafe { FUNC_IDS.get(ip) }) else {
         count_loss(PROBE_FUNCTION_BASE, LossReason::UnknownFunction);
         return 0;
     };
     emit(
+        ctx,
         skb,
         Extra {
             probe_id: value & !FUNC_FREES_SKB,
@@ -39,6 +40,8 @@ fn function_event(skb: u64, ip: u64, caller: u64) -> u32 {
             location: caller,
             drop_reason: 0,
             frees_skb: value & FUNC_FREES_SKB != 0,
+            reported_before: false,
+            net: 0,
         },
     )
 }
@@ -67,13 +70,13 @@ macro_rules! function_programs {
             #[kprobe]
             pub fn $kprobe(ctx: ProbeContext) -> u32 {
                 let skb: u64 = ctx.arg($arg).unwrap_or(0);
-                function_event(skb, func_ip(&ctx), kprobe_caller(&ctx))
+                function_event(&ctx, skb, func_ip(&ctx), kprobe_caller(&ctx))
             }
 
             #[fentry]
             pub fn $fentry(ctx: FEntryContext) -> i32 {
                 let skb: u64 = ctx.arg($arg);
-                function_event(skb, func_ip(&ctx), 0) as i32
+                function_event(&ctx, skb, func_ip(&ctx), 0) as i32
             }
         )*
     };

@@ -2,7 +2,8 @@
 //!
 //! Built by the recorder's `build.rs` (aya-build) for `bpfel-unknown-none`
 //! with nightly and `-Z build-std=core`, then embedded into `nft-recorder`.
-//! One module per event source (`nft.rs`: the nft hook); `skb.rs` holds what they share: reading
+//! One module per event source (`nft.rs`: the rule hook, `nft_chain.rs`:
+//! chain entry and exit); `skb.rs` holds what they share: reading
 //! packet metadata through BTF-derived offsets and emitting the event.
 #![no_std]
 #![no_main]
@@ -10,6 +11,7 @@
 mod function;
 mod maps;
 mod nft;
+mod nft_chain;
 mod skb;
 mod tracepoint;
 

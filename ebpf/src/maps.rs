@@ -3,7 +3,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, RingBuf, StackTrace},
 };
 use nft_schema::raw::{
     loss_index, LossReason, ProbeConfig, DEFAULT_TRACKED_SKBS, LOSS_PROBES, LOSS_REASONS,
@@ -46,3 +46,9 @@ pub static FUNC_IDS: HashMap<u64, u32> = HashMap::with_max_entries(2 * MAX_FUNCT
 /// (`--track-skbs`); a full map is counted as a loss.
 #[map]
 pub static TRACKED: HashMap<u64, u64> = HashMap::with_max_entries(DEFAULT_TRACKED_SKBS, 0);
+
+/// Kernel stacks of `--stack`, each kept once (`bpf_get_stackid`). The
+/// recorder sizes it at load time: one entry without `--stack` (the map is
+/// allocated up front), `DEFAULT_STACKS` with it.
+#[map]
+pub static STACKS: StackTrace = StackTrace::with_max_entries(1, 0);

@@ -10,13 +10,13 @@
 //! `recorder/src/kernel/nft_layout.rs` and docs/backends.md.
 
 use aya_ebpf::{macros::kprobe, programs::ProbeContext};
-use nft_schema::raw::{nft_trace_abi, EventKind, LossReason, NftPart, NftRecord, PROBE_NFT_RULE};
+use nft_schema::raw::{
+    nft_event, nft_trace_abi, EventKind, LossReason, NftPart, NftRecord, PROBE_NFT_RULE,
+};
 
 use crate::maps::{count_loss, CONFIG, EVENTS};
 use crate::skb::{prepare, read_at, Extra};
 
-/// `enum nft_trace_types`: the base chain's policy decided.
-const NFT_TRACETYPE_POLICY: u8 = 1;
 /// Verdict codes with a target chain.
 const NFT_JUMP: i32 = -3;
 const NFT_GOTO: i32 = -4;
@@ -59,14 +59,17 @@ pub fn kprobe_nft_rule(ctx: ProbeContext) -> u32 {
     // header parsing once, not once per combination of the branches below
     // (the 6.1 verifier gave up at a million instructions otherwise).
     let skb: u64 = read_at(pkt, o.pkt_skb);
+    let state: u64 = read_at(pkt, o.pkt_state);
     let extra = Extra {
         probe_id: PROBE_NFT_RULE,
         kind: EventKind::Nft,
         location: 0,
         drop_reason: 0,
         frees_skb: false,
+        reported_before: false,
+        net: read_at(state, o.state_net),
     };
-    let Some(ev) = prepare(skb, extra) else {
+    let Some(ev) = prepare(&ctx, skb, extra) else {
         return 0;
     };
     // Into the ring buffer at once: the event leaves the stack (512 bytes)
@@ -118,7 +121,7 @@ pub fn kprobe_nft_rule(ctx: ProbeContext) -> u32 {
         0
     };
     let mut code: i32 = read_at(verdict, o.verdict_code);
-    if trace_type == NFT_TRACETYPE_POLICY {
+    if trace_type == nft_event::POLICY {
         code = read_at::<u8>(basechain, o.base_chain_policy) as i32;
     }
     let mut target_handle = 0u64;
@@ -126,7 +129,6 @@ pub fn kprobe_nft_rule(ctx: ProbeContext) -> u32 {
         let target: u64 = read_at(verdict, o.verdict_chain);
         target_handle = read_at(target, o.chain_handle);
     }
-    let state: u64 = read_at(pkt, o.pkt_state);
     let nft = NftPart {
         table_handle: read_at(table, o.table_handle),
         chain_handle: if chain == 0 {
@@ -142,7 +144,7 @@ pub fn kprobe_nft_rule(ctx: ProbeContext) -> u32 {
         family,
         hook: read_at(state, o.state_hook),
         nf_trace: read_at(info, o.info_nf_trace),
-        _pad: [0; 4],
+        priority: 0,
     };
     // SAFETY: as above.
     unsafe {

@@ -2,12 +2,13 @@
 //! BTF-derived offsets in `CONFIG`, apply the filters, emit one `SkbEvent`.
 
 use aya_ebpf::helpers::{bpf_get_smp_processor_id, bpf_ktime_get_ns, generated};
+use aya_ebpf::programs::tracing::StackIdContext;
 use nft_schema::raw::{
     filter_flags as ff, EventKind, LossReason, PacketFilter, ProbeConfig, SkbEvent, MAX_NETNS,
     OFFSET_MISSING,
 };
 
-use crate::maps::{count_loss, CONFIG, EVENTS, TRACKED};
+use crate::maps::{count_loss, CONFIG, EVENTS, STACKS, TRACKED};
 
 /// `bpf_map_update_elem` flag: insert or update.
 const BPF_ANY: u64 = 0;
@@ -54,14 +55,21 @@ pub struct Extra {
     pub drop_reason: u32,
     /// The skb is freed here: stop tracking it.
     pub frees_skb: bool,
+    /// The hook's entry already reported this skb (a chain exit): report
+    /// it whatever the filters say now, so an exit never goes missing
+    /// because the chain changed the mark or NAT rewrote the headers.
+    pub reported_before: bool,
+    /// The packet's `struct net *` when the hook knows it (nf_tables'
+    /// hook state), for an skb with neither a device nor a socket; else 0.
+    pub net: u64,
 }
 
 /// Fills, filters and submits one event for `skb`. Returns 0 (tracing
 /// programs' return values are ignored by the kernel).
 #[inline(always)]
-pub fn emit(skb: u64, extra: Extra) -> u32 {
+pub fn emit<C: StackIdContext>(ctx: &C, skb: u64, extra: Extra) -> u32 {
     let probe_id = extra.probe_id;
-    let Some(ev) = prepare(skb, extra) else {
+    let Some(ev) = prepare(ctx, skb, extra) else {
         return 0;
     };
     let Some(mut entry) = EVENTS.reserve::<SkbEvent>(0) else {
@@ -78,11 +86,12 @@ pub fn emit(skb: u64, extra: Extra) -> u32 {
     0
 }
 
-/// The event for `skb` with its metadata, time and CPU, or `None` when the
-/// filters (and tracking) leave it out. Its `skb` field is left 0: the
+/// The event for `skb` with its metadata, time, CPU and (`--stack`) the
+/// kernel stack seen from `ctx`, or `None` when the filters (and tracking)
+/// leave it out. Its `skb` field is left 0: the
 /// caller writes it into the ring buffer record itself.
 #[inline(always)]
-pub fn prepare(skb: u64, extra: Extra) -> Option<SkbEvent> {
+pub fn prepare<C: StackIdContext>(ctx: &C, skb: u64, extra: Extra) -> Option<SkbEvent> {
     let Some(config) = CONFIG.get(0) else {
         count_loss(extra.probe_id, LossReason::NoConfig);
         return None;
@@ -92,11 +101,14 @@ pub fn prepare(skb: u64, extra: Extra) -> Option<SkbEvent> {
 
     let dev: u64 = read_at(skb, off.skb_dev);
     // The device's namespace; before the skb has a device (local output),
-    // its socket's.
+    // its socket's; without either, the hook's (nf_tables).
     let mut net: u64 = read_at(dev, off.dev_nd_net);
     if dev == 0 {
         let sk: u64 = read_at(skb, off.skb_sk);
         net = read_at(sk, off.sk_net);
+        if net == 0 {
+            net = extra.net;
+        }
     }
     let netns: u32 = read_at(net, off.net_inum);
 
@@ -120,7 +132,8 @@ pub fn prepare(skb: u64, extra: Extra) -> Option<SkbEvent> {
     // Every check is taken after the headers are parsed, so the verifier
     // walks the parsing once: branching on tracking (or on the namespace)
     // first made it walk the parsing once per branch, doubling load time.
-    let pass = netns_allowed(config, netns) && matches(&config.filter, &ev);
+    let pass =
+        extra.reported_before || (netns_allowed(config, netns) && matches(&config.filter, &ev));
     // SAFETY: helper without preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
     if config.track_skbs != 0 {
@@ -143,6 +156,14 @@ pub fn prepare(skb: u64, extra: Extra) -> Option<SkbEvent> {
         }
     } else if !pass {
         return None;
+    }
+    if config.stacks != 0 {
+        // The kernel keeps each distinct stack once in STACKS; the event
+        // holds its id (+1, so 0 means none).
+        match ctx.get_stackid(&STACKS, 0) {
+            Ok(id) => ev.stack = id as u32 + 1,
+            Err(_) => count_loss(extra.probe_id, LossReason::StackMissing),
+        }
     }
     // SAFETY: helper without preconditions.
     ev.cpu = unsafe { bpf_get_smp_processor_id() };

@@ -20,12 +20,14 @@ macro_rules! tp_slots {
             #[btf_tracepoint]
             pub fn $name(ctx: BtfTracePointContext) -> i32 {
                 let skb: u64 = ctx.arg($arg);
-                emit(skb, Extra {
+                emit(&ctx, skb, Extra {
                     probe_id: tp_slot_base($arg) + $index,
                     kind: EventKind::Tracepoint,
                     location: 0,
                     drop_reason: 0,
                     frees_skb: $frees,
+                    reported_before: false,
+                    net: 0,
                 }) as i32
             }
         )*
@@ -60,6 +62,7 @@ pub fn tp_kfree_skb(ctx: BtfTracePointContext) -> i32 {
     let location: u64 = ctx.arg(1);
     let reason: u64 = ctx.arg(2);
     emit(
+        &ctx,
         skb,
         Extra {
             probe_id: PROBE_KFREE_SKB,
@@ -67,6 +70,8 @@ pub fn tp_kfree_skb(ctx: BtfTracePointContext) -> i32 {
             location,
             drop_reason: reason as u32,
             frees_skb: true,
+            reported_before: false,
+            net: 0,
         },
     ) as i32
 }

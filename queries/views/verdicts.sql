@@ -3,7 +3,10 @@
 -- with the rule's text from the ruleset snapshot taken at start. The
 -- handle-less "rule continue" nftrace message the kernel sends when a chain
 -- runs out of rules is not a verdict and is left out, and so are the
--- messages of the recorder's own table (nft_tracer).
+-- messages of the recorder's own table (nft_tracer). A base chain's exit
+-- (the verdict `nft_do_chain` returned) repeats the verdict of the rule or
+-- policy that decided, so it is left out too (query `chain_verdicts` has
+-- them).
 CREATE VIEW verdicts AS
 WITH v AS (
     SELECT recording, 'ebpf' AS source, ts_ns, netns,
@@ -11,7 +14,7 @@ WITH v AS (
            CASE nft_event WHEN 'rule_eval' THEN 'rule' ELSE nft_event END AS type,
            nft_rule_handle AS rule_handle, nft_verdict AS verdict, nft_target AS target
     FROM events
-    WHERE (nft_event IN ('policy', 'chain_exit')
+    WHERE (nft_event = 'policy'
            OR (nft_event = 'rule_eval' AND nft_rule_handle IS NOT NULL))
       AND coalesce(nft_table, '') <> 'nft_tracer'
     UNION ALL

@@ -82,7 +82,8 @@ fn events(n: usize) -> Vec<SkbEvent> {
                 icmp_code: 0,
                 ip_version: 4,
                 kind: EventKind::Tracepoint as u8,
-                _pad: [0; 6],
+                _pad: [0; 2],
+                stack: 0,
             });
             if out.len() == n {
                 break;

@@ -166,11 +166,16 @@ pub struct RecordArgs {
     /// the address may be another skb's by now).
     #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
     track_ttl: f64,
-    /// The eBPF nft hook (a kprobe on __nft_trace_packet): every rule
-    /// verdict and chain policy on the skb itself. auto: when kernel
-    /// functions can be traced; on: or fail; off.
+    /// The eBPF nft hooks (kprobes on nft_do_chain and __nft_trace_packet):
+    /// every chain entered, rule verdict and chain verdict on the skb
+    /// itself. auto: where kprobes work; on: or fail; off.
     #[arg(long, value_enum, default_value = "auto")]
     nft_hooks: NftHooks,
+    /// Take the kernel stack of every event: events get a stack id, and the
+    /// recording a `stacks` table (each distinct stack once, symbolised).
+    /// Costs a stack walk per event and 4 MiB of kernel memory.
+    #[arg(long)]
+    stack: bool,
 }
 
 fn seconds(flag: &str, v: f64) -> anyhow::Result<Duration> {
@@ -211,6 +216,7 @@ impl RecordArgs {
         o.tracked_skbs = self.track_skbs;
         o.track_ttl = seconds("track-ttl", self.track_ttl)?;
         o.nft_hooks = self.nft_hooks;
+        o.stacks = self.stack;
         Ok(o)
     }
 }

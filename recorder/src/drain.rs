@@ -128,6 +128,8 @@ pub fn loss_reason_name(reason: LossReason) -> &'static str {
         LossReason::NoConfig => "no_config",
         LossReason::TrackFull => "tracking_full",
         LossReason::UnknownFunction => "unknown_function",
+        LossReason::NftStackFull => "nft_chain_stack_full",
+        LossReason::StackMissing => "stack_missing",
     }
 }
 

@@ -38,6 +38,9 @@ pub struct LoadOptions<'a> {
     /// Size of the `TRACKED` map (at least 1; tracking itself is switched
     /// by `ProbeConfig::track_skbs`).
     pub tracked_skbs: u32,
+    /// Size of the `STACKS` map (at least 1: the kernel allocates it up
+    /// front; stacks are switched by `ProbeConfig::stacks`).
+    pub stacks: u32,
 }
 
 impl LoadedObject {
@@ -46,7 +49,8 @@ impl LoadedObject {
         loader
             .btf(opts.btf)
             .map_max_entries(names::MAP_EVENTS, opts.ringbuf_bytes)
-            .map_max_entries(names::MAP_TRACKED, opts.tracked_skbs.max(1));
+            .map_max_entries(names::MAP_TRACKED, opts.tracked_skbs.max(1))
+            .map_max_entries(names::MAP_STACKS, opts.stacks.max(1));
         // For whoever debugs a program the verifier refuses: the full log.
         if std::env::var_os("NFT_TRACER_VERIFIER_LOG").is_some() {
             loader

@@ -39,7 +39,8 @@ pub mod events {
     /// `location` resolved through kallsyms at record time (`sym+0xoff`).
     pub const LOCATION_SYM: &str = "location_sym";
     /// nftables events seen by eBPF on the skb (kind `nft`): `chain_entry`,
-    /// `rule_eval` or `chain_exit`. Null for other kinds.
+    /// `rule_eval`, `policy`, `return` or `chain_exit`. Null for other
+    /// kinds.
     pub const NFT_EVENT: &str = "nft_event";
     pub const NFT_FAMILY: &str = "nft_family";
     pub const NFT_TABLE: &str = "nft_table";
@@ -56,6 +57,26 @@ pub mod events {
     pub const NFT_VERDICT: &str = "nft_verdict";
     /// Target chain of a jump or goto.
     pub const NFT_TARGET: &str = "nft_target";
+    /// The kernel's trace id of a rule verdict, policy or return (what
+    /// `nft monitor trace` prints as `trace id`, and `nftrace.trace_id`):
+    /// ties the event to the kernel's own trace message. Null on chain
+    /// entries and exits.
+    pub const NFT_TRACE_ID: &str = "nft_trace_id";
+    /// `record --stack`: the kernel stack at the probe, an id into the
+    /// `stacks` table. Null without `--stack` (or when the stack could not
+    /// be taken: counted as a `stack_missing` loss).
+    pub const STACK_ID: &str = "stack_id";
+}
+
+/// `stacks` table (`record --stack`): one row per frame of each distinct
+/// kernel stack, symbolised through kallsyms at record time.
+pub mod stacks {
+    pub const STACK_ID: &str = "stack_id";
+    /// Frame number, 0 = innermost (where the probe ran).
+    pub const FRAME: &str = "frame";
+    pub const ADDRESS: &str = "address";
+    /// `symbol+0xoff`; null where kallsyms has no symbol.
+    pub const SYMBOL: &str = "symbol";
 }
 
 /// `probes` table: what each `probe_id` is.

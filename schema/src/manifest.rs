@@ -47,6 +47,10 @@ pub struct Manifest {
     pub attach_seconds: f64,
     #[serde(default)]
     pub detach_seconds: Option<f64>,
+    /// `record --stack`: distinct kernel stacks in the `stacks` table
+    /// (None: stacks were not taken).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stacks: Option<u64>,
     /// Network namespaces the recording is limited to (empty: all).
     pub netns: Vec<NetnsRef>,
     /// The packet filters as given on the command line (flag -> value).
@@ -91,6 +95,11 @@ pub struct AttachResult {
     pub attached: bool,
     /// Why it failed, when it did.
     pub error: Option<String>,
+    /// Kernel functions: the backend that attached it (`fentry`, `kprobe`);
+    /// with `--backend auto`, functions fentry cannot take (module
+    /// functions) get a kprobe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
 }
 
 impl Manifest {

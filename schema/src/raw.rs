@@ -41,16 +41,38 @@ pub struct NftPart {
     /// NFT_RETURN -5); for a policy, the base chain's policy.
     pub verdict: i32,
     /// `nft_traceinfo.skbid`: what `nft monitor trace` prints as `trace id`.
+    /// 0 on chain entries and exits: the kernel computes it only while
+    /// tracing a rule (a keyed hash), after the chain is entered.
     pub trace_id: u32,
-    /// `enum nft_trace_types`: 1 policy, 2 return, 3 rule.
+    /// What happened, one of [`nft_event`]: the `enum nft_trace_types`
+    /// values for rule verdicts, policies and returns, ours for chain entry
+    /// and exit.
     pub trace_type: u8,
     /// `NFPROTO_*` of the table (1 inet, 2 ipv4, 10 ipv6, ...).
     pub family: u8,
     /// Netfilter hook number of the packet (`nf_hook_state.hook`).
     pub hook: u8,
-    /// The packet's `nf_trace` bit (set by `meta nftrace set 1`).
+    /// The packet's `nf_trace` bit (set by `meta nftrace set 1`); 0 on
+    /// chain entries and exits (not read there).
     pub nf_trace: u8,
-    pub _pad: [u8; 4],
+    /// Chain entries and exits: the base chain's priority
+    /// (`nft_base_chain.ops.priority`); 0 otherwise.
+    pub priority: i32,
+}
+
+/// [`NftPart::trace_type`] values.
+pub mod nft_event {
+    /// `NFT_TRACETYPE_POLICY`: the base chain's policy decided.
+    pub const POLICY: u8 = 1;
+    /// `NFT_TRACETYPE_RETURN`: a regular chain ran out of rules.
+    pub const RETURN: u8 = 2;
+    /// `NFT_TRACETYPE_RULE`: a rule decided (or continued).
+    pub const RULE: u8 = 3;
+    /// `nft_do_chain` entered a base chain (not a `enum nft_trace_types`
+    /// value: the kernel has no trace message for it).
+    pub const CHAIN_ENTRY: u8 = 16;
+    /// `nft_do_chain` returned the base chain's verdict.
+    pub const CHAIN_EXIT: u8 = 17;
 }
 
 /// The ring buffer record of an [`EventKind::Nft`] event.
@@ -111,7 +133,10 @@ pub struct SkbEvent {
     pub ip_version: u8,
     /// [`EventKind`] as u8.
     pub kind: u8,
-    pub _pad: [u8; 6],
+    pub _pad: [u8; 2],
+    /// `record --stack`: 1 + the id of the kernel stack at the probe in the
+    /// `STACKS` map (the recording's `stacks` table); 0 when not taken.
+    pub stack: u32,
 }
 
 /// Byte offsets of the kernel struct fields the programs read, taken from the
@@ -201,6 +226,9 @@ pub struct NftOffsets {
     /// `nf_hook_state.hook`, `.pf` (u8 each)
     pub state_hook: u32,
     pub state_pf: u32,
+    /// `nf_hook_state.net`: the namespace of a packet that has neither a
+    /// device nor a socket yet (the reset `reject` sends).
+    pub state_net: u32,
     /// `nft_chain.table`, `.handle`, `.name`
     pub chain_table: u32,
     pub chain_handle: u32,
@@ -243,6 +271,7 @@ impl NftOffsets {
         pkt_state: OFFSET_MISSING,
         state_hook: OFFSET_MISSING,
         state_pf: OFFSET_MISSING,
+        state_net: OFFSET_MISSING,
         chain_table: OFFSET_MISSING,
         chain_handle: OFFSET_MISSING,
         chain_name: OFFSET_MISSING,
@@ -320,6 +349,8 @@ pub struct ProbeConfig {
     /// The nf_tables layout for the nft hook ([`NftOffsets::MISSING`] when
     /// the hook is not used).
     pub nft: NftOffsets,
+    /// 1: take the kernel stack of every reported event (`--stack`).
+    pub stacks: u32,
 }
 
 impl ProbeConfig {
@@ -347,6 +378,7 @@ impl ProbeConfig {
             track_skbs: 0,
             track_ttl_ns: 0,
             nft: NftOffsets::MISSING,
+            stacks: 0,
         }
     }
 }
@@ -380,6 +412,15 @@ pub const PROBE_FUNCTION_BASE: u32 = 1024;
 
 /// The nft hook on `__nft_trace_packet` (rule verdicts and policies).
 pub const PROBE_NFT_RULE: u32 = PROBE_FUNCTION_BASE - 1;
+/// The nft hooks on `nft_do_chain`: entry (kprobe) and exit (kretprobe).
+pub const PROBE_NFT_CHAIN_ENTRY: u32 = PROBE_FUNCTION_BASE - 2;
+pub const PROBE_NFT_CHAIN_EXIT: u32 = PROBE_FUNCTION_BASE - 3;
+
+/// Depth of the per-CPU stack of entered chains the `nft_do_chain` hooks
+/// keep between entry and exit. Chains nest when a verdict sends a packet
+/// of its own (`reject` runs the output hooks inside the forward chain) or
+/// an interrupt runs another hook on the same CPU.
+pub const NFT_CHAIN_STACK: usize = 8;
 
 /// Most functions one recording attaches to (the `FUNC_IDS` map holds two
 /// addresses per function, see there).
@@ -391,6 +432,10 @@ pub const FUNC_FREES_SKB: u32 = 1 << 31;
 
 /// Default size of the `TRACKED` map (skbs being followed at once).
 pub const DEFAULT_TRACKED_SKBS: u32 = 65536;
+
+/// Default size of the `STACKS` map with `--stack` (distinct kernel
+/// stacks; each takes about 1 KiB of kernel memory, allocated up front).
+pub const DEFAULT_STACKS: u32 = 4096;
 
 /// `probe_id` of losses in the nftrace source (netlink overruns).
 pub const PROBE_NFTRACE: u32 = u32::MAX - 1;
@@ -412,14 +457,23 @@ pub enum LossReason {
     TrackFull = 2,
     /// A function program ran at an address missing from `FUNC_IDS`.
     UnknownFunction = 3,
+    /// `nft_do_chain` nested deeper than [`NFT_CHAIN_STACK`] on one CPU:
+    /// the chain's entry and exit were not reported.
+    NftStackFull = 4,
+    /// `--stack`: the event was reported without its stack
+    /// (`bpf_get_stackid` failed: the `STACKS` map is full, or two stacks
+    /// hashed alike).
+    StackMissing = 5,
 }
 
 impl LossReason {
-    pub const ALL: [LossReason; 4] = [
+    pub const ALL: [LossReason; 6] = [
         LossReason::RingbufFull,
         LossReason::NoConfig,
         LossReason::TrackFull,
         LossReason::UnknownFunction,
+        LossReason::NftStackFull,
+        LossReason::StackMissing,
     ];
 }
 
@@ -458,6 +512,8 @@ pub mod names {
     pub const MAP_FUNC_IDS: &str = "FUNC_IDS";
     /// skbs that passed the filters, followed until freed.
     pub const MAP_TRACKED: &str = "TRACKED";
+    /// Kernel stacks of `--stack`.
+    pub const MAP_STACKS: &str = "STACKS";
     /// kprobe program for functions whose skb is parameter `pos` (1..=5).
     #[cfg(feature = "std")]
     pub fn kprobe_program(pos: u8) -> std::string::String {
@@ -470,6 +526,9 @@ pub mod names {
     }
     /// The nft hook: a kprobe on `__nft_trace_packet`.
     pub const PROG_NFT_RULE: &str = "kprobe_nft_rule";
+    /// The nft hooks on `nft_do_chain`: kprobe (entry), kretprobe (exit).
+    pub const PROG_NFT_CHAIN_ENTRY: &str = "kprobe_nft_chain";
+    pub const PROG_NFT_CHAIN_EXIT: &str = "kretprobe_nft_chain";
 }
 
 #[cfg(feature = "user")]
@@ -494,12 +553,12 @@ mod tests {
         assert_eq!(core::mem::align_of::<SkbEvent>(), 8);
         assert_eq!(core::mem::size_of::<KernelOffsets>(), 44);
         assert_eq!(core::mem::size_of::<PacketFilter>(), 68);
-        assert_eq!(core::mem::size_of::<NftOffsets>(), 112);
+        assert_eq!(core::mem::size_of::<NftOffsets>(), 116);
         assert_eq!(core::mem::size_of::<NftPart>(), 48);
         assert_eq!(core::mem::size_of::<NftRecord>(), 152);
         assert_eq!(
             core::mem::size_of::<ProbeConfig>(),
-            44 + 32 + 4 + 68 + 4 + 8 + 112
+            44 + 32 + 4 + 68 + 4 + 8 + 116 + 4
         );
     }
 

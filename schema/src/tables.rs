@@ -18,6 +18,7 @@ pub mod names {
     pub const LOSSES: &str = "losses";
     pub const NFTRACE: &str = "nftrace";
     pub const INTERFACES: &str = "interfaces";
+    pub const STACKS: &str = "stacks";
     /// Tables the analyzer derives from the manifest and ruleset snapshots.
     pub const RECORDINGS: &str = "recordings";
     pub const CHAINS: &str = "chains";
@@ -105,6 +106,8 @@ pub fn events_schema() -> SchemaRef {
             Field::new(events::NFT_RULE_SEQ, UInt32, true),
             dict(events::NFT_VERDICT, true),
             dict(events::NFT_TARGET, true),
+            Field::new(events::NFT_TRACE_ID, UInt32, true),
+            Field::new(events::STACK_ID, UInt32, true),
         ])
     })
 }
@@ -181,6 +184,20 @@ pub fn interfaces_schema() -> SchemaRef {
 }
 
 /// `losses`: every event that could not be delivered, counted.
+/// `stacks`: the kernel stacks behind `events.stack_id` (`record --stack`).
+pub fn stacks_schema() -> SchemaRef {
+    static CELL: OnceLock<SchemaRef> = OnceLock::new();
+    cached(&CELL, || {
+        use crate::columns::stacks;
+        Schema::new(vec![
+            Field::new(stacks::STACK_ID, DataType::UInt32, false),
+            Field::new(stacks::FRAME, DataType::UInt16, false),
+            Field::new(stacks::ADDRESS, DataType::UInt64, false),
+            Field::new(stacks::SYMBOL, DataType::Utf8, true),
+        ])
+    })
+}
+
 pub fn losses_schema() -> SchemaRef {
     static CELL: OnceLock<SchemaRef> = OnceLock::new();
     cached(&CELL, || {

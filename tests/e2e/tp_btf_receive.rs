@@ -41,6 +41,7 @@ fn netif_receive_skb_events_match_traffic_and_kernel_counters() {
         ringbuf_bytes: 1 << 20,
         btf: Some(&aya_btf),
         tracked_skbs: 1,
+        stacks: 1,
     })
     .unwrap();
     let mut reader = EventReader::take(&mut obj).unwrap();

@@ -53,6 +53,7 @@ pub(super) struct Rows {
     pub nft_rule_seq: U64Col,
     pub nft_verdict: Strs,
     pub nft_target: Strs,
+    pub nft_trace_id: U64Col,
 }
 
 impl Rows {
@@ -86,6 +87,7 @@ impl Rows {
             nft_rule_seq: U64Col::new(b, ev::NFT_RULE_SEQ)?,
             nft_verdict: strs(b, ev::NFT_VERDICT, i)?,
             nft_target: strs(b, ev::NFT_TARGET, i)?,
+            nft_trace_id: U64Col::new(b, ev::NFT_TRACE_ID)?,
         })
     }
 }
@@ -360,7 +362,7 @@ fn nft_event(
         timestamp_ns: ts,
         rule_text: rule.and_then(|r| r.1.clone()),
         source: "ebpf",
-        nftrace_id: None,
+        nftrace_id: r.nft_trace_id.get(row).map(|v| v as u32),
         family: family.map(|s| s.to_string()),
         table: table.map(|s| s.to_string()),
         chain: chain.map(|s| s.to_string()),

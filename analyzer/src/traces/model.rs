@@ -70,7 +70,8 @@ pub struct NftEvent {
     /// `ebpf` or `nftrace`.
     pub source: &'static str,
     /// The kernel's nftrace id (what `nft monitor trace` prints as `trace
-    /// id`), for nftrace events.
+    /// id`): nftrace events, and the eBPF rule verdicts, policies and
+    /// returns.
     pub nftrace_id: Option<u32>,
 }
 

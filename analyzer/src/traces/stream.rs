@@ -172,6 +172,7 @@ impl<'a> Pass<'a> {
             }
             self.watermark = self.watermark.max(ts);
             let is_free = Self::is_free(r, row, &free_probes);
+            let is_exit = r.nft_event.get(row).is_some_and(|k| &**k == "chain_exit");
             let state = self.skbs.entry(skb).or_insert_with(|| SkbState {
                 last_ts: ts,
                 last_free: false,
@@ -212,11 +213,16 @@ impl<'a> Pass<'a> {
                 r.sport.get(row),
                 r.dport.get(row),
             );
+            // A base chain's exit may follow the free (a drop inside
+            // nf_tables, 6.8+): it carries the free state before it and
+            // never starts a trace (as in trace_events.sql).
+            let is_free = if is_exit { state.last_free } else { is_free };
             let gap = ts.saturating_sub(state.last_ts);
             let starts = state.open.is_none()
-                || gap > timeout
-                || (state.last_free && (!is_free || gap > free_gap))
-                || (ip_id.is_some()
+                || !is_exit && gap > timeout
+                || !is_exit && state.last_free && (!is_free || gap > free_gap)
+                || (!is_exit
+                    && ip_id.is_some()
                     && state.ip_id.is_some()
                     && ip_id != state.ip_id
                     && l4.is_some()

@@ -158,6 +158,7 @@ impl NftLayout {
             pkt_state: off("nft_pktinfo", "state")?,
             state_hook: off("nf_hook_state", "hook")?,
             state_pf: off("nf_hook_state", "pf")?,
+            state_net: off("nf_hook_state", "net")?,
             chain_table: off("nft_chain", "table")?,
             chain_handle: off("nft_chain", "handle")?,
             chain_name: off("nft_chain", "name")?,

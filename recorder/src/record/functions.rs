@@ -89,10 +89,12 @@ pub fn plan(
 
 /// What attaching the plan gave.
 pub struct FunctionsAttached {
-    /// `fentry`, `kprobe`, or `tracepoint` when no function could be traced.
+    /// `fentry`, `kprobe`, `fentry+kprobe` (auto: fentry, and kprobe for
+    /// the functions fentry could not take, such as module functions), or
+    /// `tracepoint` when no function could be traced.
     pub backend: &'static str,
-    /// Per function: attached, or why not.
-    pub results: Vec<(FunctionProbe, Result<(), String>)>,
+    /// Per function: the backend that attached it, or why none did.
+    pub results: Vec<(FunctionProbe, Result<&'static str, String>)>,
     pub links: FunctionLinks,
 }
 
@@ -128,7 +130,7 @@ pub fn attach(
         .iter()
         .cloned()
         .partition(|p| !missing.contains_key(&p.name));
-    let mut results: Vec<(FunctionProbe, Result<(), String>)> = unnamed
+    let mut results: Vec<(FunctionProbe, Result<&'static str, String>)> = unnamed
         .into_iter()
         .map(|p| {
             let why = missing[&p.name].clone();
@@ -153,10 +155,22 @@ pub fn attach(
                 let rest = attach_all(obj, backend, &ready[1..], Some(btf));
                 let mut links = probe.links;
                 links.extend(rest.links);
-                results.push((first.clone(), Ok(())));
-                results.extend(rest.results);
+                let mut all = vec![(first.clone(), Ok(backend.name()))];
+                all.extend(
+                    rest.results
+                        .into_iter()
+                        .map(|(p, r)| (p, r.map(|()| backend.name()))),
+                );
+                let mut name = backend.name();
+                if backend == FunctionBackend::Fentry && choice == BackendChoice::Auto {
+                    links.extend(kprobe_for_the_rest(obj, &mut all, btf));
+                    if all.iter().any(|(_, r)| *r == Ok("kprobe")) {
+                        name = "fentry+kprobe";
+                    }
+                }
+                results.extend(all);
                 return Ok(FunctionsAttached {
-                    backend: backend.name(),
+                    backend: name,
                     results,
                     links,
                 });
@@ -178,6 +192,43 @@ pub fn attach(
             .map(|p| (p, Err(format!("no function backend works here ({why})")))),
     );
     Ok(none("tracepoint", results))
+}
+
+/// `--backend auto` with fentry working: the functions fentry refused get a
+/// kprobe. aya resolves fentry targets in vmlinux BTF only, so functions of
+/// modules (nf_tables, veth, ...) always land here; a function neither
+/// takes keeps both reasons.
+fn kprobe_for_the_rest(
+    obj: &mut LoadedObject,
+    all: &mut [(FunctionProbe, Result<&'static str, String>)],
+    btf: &aya::Btf,
+) -> FunctionLinks {
+    let failed: Vec<FunctionProbe> = all
+        .iter()
+        .filter(|(_, r)| r.is_err())
+        .map(|(p, _)| p.clone())
+        .collect();
+    if failed.is_empty() {
+        return FunctionLinks::default();
+    }
+    let retry = attach_all(obj, FunctionBackend::Kprobe, &failed, Some(btf));
+    let mut by_name: HashMap<String, Result<(), String>> = retry
+        .results
+        .into_iter()
+        .map(|(p, r)| (p.name, r))
+        .collect();
+    for (p, r) in all.iter_mut() {
+        let Err(fentry_why) = r else {
+            continue;
+        };
+        if let Some(kprobe) = by_name.remove(&p.name) {
+            *r = match kprobe {
+                Ok(()) => Ok("kprobe"),
+                Err(kprobe_why) => Err(format!("fentry: {fentry_why}; kprobe: {kprobe_why}")),
+            };
+        }
+    }
+    retry.links
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nft_schema::manifest::{AttachResult, Manifest, NetnsRef};
-use nft_schema::raw::{ProbeConfig, MAX_NETNS, PROBE_FUNCTION_BASE, PROBE_NFT_RULE};
+use nft_schema::raw::{ProbeConfig, MAX_NETNS, PROBE_FUNCTION_BASE};
 
 use crate::kernel::nft_layout::NftLayout;
 use crate::sources::nft_hook;
@@ -36,6 +36,7 @@ use crate::writer::dims::{self, InterfaceRow, LossRow, ProbeRow};
 use crate::writer::kallsyms::Kallsyms;
 use crate::writer::manifest::write_manifest;
 use crate::writer::segments::SegmentWriter;
+use crate::writer::stacks::StackMap;
 use filter::{parse_filter, FilterArgs};
 use functions::{BackendChoice, Mode};
 use pipeline::{WriterLimits, WriterResult};
@@ -67,6 +68,8 @@ pub struct RecordOptions {
     pub functions_file: Option<PathBuf>,
     /// Size of the skb tracking map; 0 turns tracking off.
     pub tracked_skbs: u32,
+    /// Take the kernel stack of every event (`--stack`).
+    pub stacks: bool,
     /// A tracked skb not seen for this long is forgotten.
     pub track_ttl: Duration,
     /// The eBPF nft hook (rule verdicts on the skb).
@@ -96,6 +99,7 @@ impl RecordOptions {
             max_functions: 0,
             functions_file: None,
             tracked_skbs: nft_schema::raw::DEFAULT_TRACKED_SKBS,
+            stacks: false,
             track_ttl: Duration::from_secs(1),
             nft_hooks: NftHooks::Auto,
             command_line: std::env::args().collect(),
@@ -344,12 +348,19 @@ fn record_into(
     if let Some(Ok(layout)) = &nft_layout {
         config.nft = layout.offsets;
     }
+    config.stacks = opts.stacks as u32;
     let mut obj = LoadedObject::load(&LoadOptions {
         config,
         ringbuf_bytes: opts.ringbuf_bytes,
         btf: Some(&aya_btf),
         tracked_skbs: opts.tracked_skbs,
+        stacks: if opts.stacks {
+            nft_schema::raw::DEFAULT_STACKS
+        } else {
+            1
+        },
     })?;
+    let stack_map = opts.stacks.then(|| StackMap::take(&mut obj)).transpose()?;
     let attach_start = std::time::Instant::now();
     let reader = EventReader::take(&mut obj)?;
     let losses = LossCounters::take(&mut obj)?;
@@ -370,6 +381,7 @@ fn record_into(
                     probe: shown.clone(),
                     attached: true,
                     error: None,
+                    backend: None,
                 });
                 names.probes.insert(probe.probe_id, shown.clone());
                 probe_rows.push(ProbeRow {
@@ -385,6 +397,7 @@ fn record_into(
                     probe: shown,
                     attached: false,
                     error: Some(chain(&e)),
+                    backend: None,
                 });
             }
         }
@@ -394,6 +407,7 @@ fn record_into(
             probe: tracepoint::display_name(&name),
             attached: false,
             error: Some(why),
+            backend: None,
         });
     }
     let fns = {
@@ -411,6 +425,7 @@ fn record_into(
             probe: probe.name.clone(),
             attached: result.is_ok(),
             error: result.as_ref().err().cloned(),
+            backend: result.as_ref().ok().map(|b| b.to_string()),
         });
         if result.is_ok() {
             functions_attached += 1;
@@ -451,46 +466,57 @@ fn record_into(
         return Err(RecordError::NothingAttached(why));
     }
 
-    // --- the nft hook (before nftrace, so `--nft-hooks on` fails early) ---
+    // --- the nft hooks (before nftrace, so `--nft-hooks on` fails early) ---
     let mut nft_attached = false;
     if let Some(layout) = nft_layout {
-        let result = match layout {
+        let usable = match layout {
             Err(why) => Err(why),
-            Ok(_) if fns.backend == "tracepoint" && opts.nft_hooks == NftHooks::Auto => Err(
-                "kernel functions cannot be traced on this kernel (backend tracepoint): \
-                 rule verdicts come from nftrace alone"
-                    .to_string(),
-            ),
-            Ok(_) => nft_hook::attach(&mut obj).map_err(|e| nft_hook::describe(&e)),
+            // `--mode nft` traces no function but still wants the hooks;
+            // where kprobes are missing, attaching says so.
+            Ok(_)
+                if opts.backend == BackendChoice::Tracepoint
+                    && opts.nft_hooks == NftHooks::Auto =>
+            {
+                Err(
+                    "--backend tracepoint: no kprobes, rule verdicts come from nftrace alone"
+                        .to_string(),
+                )
+            }
+            Ok(_) => Ok(()),
         };
-        match result {
-            Ok(()) => {
-                nft_attached = true;
-                attach_plan.push(AttachResult {
-                    probe: nft_hook::PROBE_NAME.into(),
-                    attached: true,
-                    error: None,
-                });
-                names
-                    .probes
-                    .insert(PROBE_NFT_RULE, nft_hook::PROBE_NAME.into());
-                probe_rows.push(ProbeRow {
-                    probe_id: PROBE_NFT_RULE,
-                    kind: "nft".into(),
-                    name: nft_hook::PROBE_NAME.into(),
-                    skb_arg: 0,
-                });
-            }
-            Err(why) if opts.nft_hooks == NftHooks::On => {
-                return Err(RecordError::NftHooks(why));
-            }
-            Err(why) => {
-                tracing::info!("nft hook not attached: {why}");
-                attach_plan.push(AttachResult {
-                    probe: nft_hook::PROBE_NAME.into(),
-                    attached: false,
-                    error: Some(why),
-                });
+        for hook in &nft_hook::HOOKS {
+            let result = usable.clone().and_then(|()| {
+                nft_hook::attach(&mut obj, hook).map_err(|e| nft_hook::describe(&e))
+            });
+            match result {
+                Ok(()) => {
+                    nft_attached = true;
+                    attach_plan.push(AttachResult {
+                        probe: hook.name.into(),
+                        attached: true,
+                        error: None,
+                        backend: None,
+                    });
+                    names.probes.insert(hook.probe_id, hook.name.into());
+                    probe_rows.push(ProbeRow {
+                        probe_id: hook.probe_id,
+                        kind: "nft".into(),
+                        name: hook.name.into(),
+                        skb_arg: 0,
+                    });
+                }
+                Err(why) if opts.nft_hooks == NftHooks::On => {
+                    return Err(RecordError::NftHooks(format!("{}: {why}", hook.name)));
+                }
+                Err(why) => {
+                    tracing::info!("nft hook {} not attached: {why}", hook.name);
+                    attach_plan.push(AttachResult {
+                        probe: hook.name.into(),
+                        attached: false,
+                        error: Some(why),
+                        backend: None,
+                    });
+                }
             }
         }
     }
@@ -506,6 +532,8 @@ fn record_into(
     let mut rulesets = Vec::new();
     // (label, netns inode) of each namespace whose ruleset is snapshotted.
     let mut snapshots: Vec<(String, u32)> = Vec::new();
+    // (netns inode, `nft -j` listing) of the recorder's own table in each.
+    let mut own_tables: Vec<(u32, String)> = Vec::new();
     if opts.nftrace {
         let targets: Vec<NftraceTarget> = if netns.is_empty() {
             vec![NftraceTarget {
@@ -524,7 +552,11 @@ fn record_into(
                 .collect()
         };
         for target in targets {
+            names
+                .nft
+                .add_source(target.inode, target.netns_path.clone());
             snapshots.push((target.label.clone(), target.inode));
+            let inode = target.inode;
             let (ready_tx, ready_rx) = std::sync::mpsc::channel();
             let label = target.label.clone();
             let handle = nftrace::spawn(
@@ -538,11 +570,13 @@ fn record_into(
             );
             let probe = format!("nftrace:{label}");
             match ready_rx.recv_timeout(Duration::from_secs(15)) {
-                Ok(Ok(())) => {
+                Ok(Ok(own_table)) => {
+                    own_tables.push((inode, own_table));
                     attach_plan.push(AttachResult {
                         probe,
                         attached: true,
                         error: None,
+                        backend: None,
                     });
                     for when in ["start", "stop"] {
                         for ext in ["json", "nft"] {
@@ -557,6 +591,7 @@ fn record_into(
                         probe,
                         attached: false,
                         error: Some(why),
+                        backend: None,
                     });
                 }
                 Err(_) => {
@@ -564,6 +599,7 @@ fn record_into(
                         probe,
                         attached: false,
                         error: Some("did not start within 15 s".into()),
+                        backend: None,
                     });
                     nftrace_threads.push(handle);
                 }
@@ -586,6 +622,11 @@ fn record_into(
                 });
             if let Err(e) = loaded {
                 tracing::warn!("nft hook names from {}: {e}", path.display());
+            }
+        }
+        for (inode, json) in &own_tables {
+            if let Err(e) = names.nft.add_snapshot(*inode, json) {
+                tracing::warn!("nft hook names of the recorder's table: {e}");
             }
         }
     }
@@ -635,6 +676,7 @@ fn record_into(
         functions_attached,
         attach_seconds,
         detach_seconds: None,
+        stacks: None,
         netns: netns.clone(),
         filters: filters_given,
         attach_plan,
@@ -810,6 +852,14 @@ fn record_into(
     }
     debug_assert!(drained >= written.rows);
     dims::write_losses(&dir, &loss_rows)?;
+    let stacks = match &stack_map {
+        Some(map) => {
+            let rows = map.rows(Kallsyms::load().as_ref());
+            dims::write_stacks(&dir, &rows)?;
+            Some(rows.iter().filter(|r| r.frame == 0).count() as u64)
+        }
+        None => None,
+    };
     snap_interfaces("stop", &mut interface_rows);
     dims::write_interfaces(&dir, &interface_rows)?;
     let lost: u64 = loss_rows.iter().map(|l| l.count).sum();
@@ -822,6 +872,7 @@ fn record_into(
     m.lost_events = lost;
     m.stopped_ns = Some(monotonic_ns());
     m.detach_seconds = Some(detach_seconds);
+    m.stacks = stacks;
     m.end = end.clone();
     m.ended_cleanly = !end.starts_with("error");
     write_manifest(&dir, &m)?;

@@ -121,7 +121,7 @@ pub fn channel() -> (SyncSender<WriterMsg>, Receiver<WriterMsg>) {
 
 pub fn spawn_writer(
     dir: PathBuf,
-    names: Names,
+    mut names: Names,
     limits: WriterLimits,
     rx: Receiver<WriterMsg>,
     stop: Arc<AtomicBool>,
@@ -144,6 +144,7 @@ pub fn spawn_writer(
                             if segments.open_rows() == 0 {
                                 segment_started = Instant::now();
                             }
+                            names.nft.refresh_unknown(&events.events, &events.nft);
                             let batch = events_batch(&events.events, &events.nft, &names).map_err(
                                 |source| SegmentError::Arrow {
                                     path: dir.clone(),

@@ -227,6 +227,7 @@ impl Source for FunctionSource {
             ringbuf_bytes: 4096,
             btf: kernel.aya_btf.as_ref(),
             tracked_skbs: 1,
+            stacks: 1,
         })
         .map_err(|e| chain(&e))?;
         let probe = FunctionProbe {

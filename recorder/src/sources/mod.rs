@@ -7,7 +7,7 @@
 //! | `tracepoint` | tp_btf on skb tracepoints          | `ebpf/src/tracepoint.rs` |
 //! | `function`   | kprobe / fentry on skb functions   | `ebpf/src/function.rs` |
 //! | `kprobe_multi` | one kprobe.multi link, many functions (raw `bpf()`) | none yet |
-//! | `nft_hook`   | kprobe on `__nft_trace_packet`      | `ebpf/src/nft.rs`      |
+//! | `nft_hook`   | kprobes on `__nft_trace_packet`, `nft_do_chain` (entry, return) | `ebpf/src/nft.rs`, `nft_chain.rs` |
 //! | `nftrace`    | the kernel's NFNLGRP_NFTRACE netlink | none                 |
 
 pub mod function;

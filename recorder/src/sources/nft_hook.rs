@@ -1,22 +1,65 @@
-//! nft hook source: rule verdicts and chain policies seen on the skb, by a
-//! kprobe on `__nft_trace_packet` (kernel side: `ebpf/src/nft.rs`). It needs
-//! the nf_tables layout from BTF (`kernel::nft_layout`, set into the
-//! programs' CONFIG before loading), kprobes, and the `nft_trace_enabled`
-//! key on, which the nftrace source's tables turn on (so the hook is only
-//! attached with that source). The chain entry/exit hooks on `nft_do_chain`
-//! are not built yet.
+//! nft hooks source: nftables events seen on the skb itself, where the
+//! nftrace source only sees netlink messages matched to skbs by headers and
+//! time. Three kprobes (kernel side: `ebpf/src/nft.rs`, `ebpf/src/nft_chain.rs`):
+//! - `__nft_trace_packet`: every rule verdict, return and base-chain policy;
+//! - `nft_do_chain` entry and return: each base chain entered and the
+//!   verdict it returned.
+//!
+//! They need the nf_tables layout from BTF (`kernel::nft_layout`, set into
+//! the programs' CONFIG before loading) and kprobes; the rule hook also
+//! needs the `nft_trace_enabled` key on, which the nftrace source's tables
+//! turn on (so the hooks are only attached with that source). kprobe, not
+//! fentry: aya 0.14 resolves fentry targets in vmlinux BTF only, and
+//! nf_tables is often a module.
 
 use aya::programs::KProbe;
-use nft_schema::raw::names::PROG_NFT_RULE;
+use nft_schema::raw::{
+    names::{PROG_NFT_CHAIN_ENTRY, PROG_NFT_CHAIN_EXIT, PROG_NFT_RULE},
+    PROBE_NFT_CHAIN_ENTRY, PROBE_NFT_CHAIN_EXIT, PROBE_NFT_RULE,
+};
 
 use super::{chain, AttachError};
 use crate::kernel::nft_layout::TRACE_FUNCTION;
 use crate::loader::LoadedObject;
 
-/// Name of the hook in the probes table and the attach plan.
-pub const PROBE_NAME: &str = "nft:__nft_trace_packet";
+/// The function whose entry and return are the chain hooks.
+pub const CHAIN_FUNCTION: &str = "nft_do_chain";
 
-/// Whether to attach the nft hook (`record --nft-hooks`).
+/// One nft hook: its program, target, and name in the probes table.
+#[derive(Debug, Clone, Copy)]
+pub struct Hook {
+    pub probe_id: u32,
+    /// Name in the probes table and the attach plan.
+    pub name: &'static str,
+    program: &'static str,
+    function: &'static str,
+}
+
+/// The hooks, in attach order: the chain exit before the entry, so no
+/// exit is ever seen for an entry that was not (an exit for a call entered
+/// before the entry probe finds an empty stack and is ignored).
+pub const HOOKS: [Hook; 3] = [
+    Hook {
+        probe_id: PROBE_NFT_CHAIN_EXIT,
+        name: "nft:nft_do_chain:return",
+        program: PROG_NFT_CHAIN_EXIT,
+        function: CHAIN_FUNCTION,
+    },
+    Hook {
+        probe_id: PROBE_NFT_CHAIN_ENTRY,
+        name: "nft:nft_do_chain",
+        program: PROG_NFT_CHAIN_ENTRY,
+        function: CHAIN_FUNCTION,
+    },
+    Hook {
+        probe_id: PROBE_NFT_RULE,
+        name: "nft:__nft_trace_packet",
+        program: PROG_NFT_RULE,
+        function: TRACE_FUNCTION,
+    },
+];
+
+/// Whether to attach the nft hooks (`record --nft-hooks`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum NftHooks {
     /// When kernel functions can be traced (kprobes) and the layout is
@@ -28,21 +71,21 @@ pub enum NftHooks {
     Off,
 }
 
-/// Loads `kprobe_nft_rule` and attaches it to `__nft_trace_packet`.
-pub fn attach(obj: &mut LoadedObject) -> Result<(), AttachError> {
+/// Loads `hook`'s program and attaches it to its function.
+pub fn attach(obj: &mut LoadedObject, hook: &Hook) -> Result<(), AttachError> {
     let err = |e| AttachError::Program {
-        program: PROG_NFT_RULE.into(),
-        target: TRACE_FUNCTION.into(),
+        program: hook.program.into(),
+        target: hook.function.into(),
         source: Box::new(e),
     };
     let prog: &mut KProbe = obj
         .ebpf
-        .program_mut(PROG_NFT_RULE)
-        .ok_or_else(|| AttachError::NoProgram(PROG_NFT_RULE.into()))?
+        .program_mut(hook.program)
+        .ok_or_else(|| AttachError::NoProgram(hook.program.into()))?
         .try_into()
         .map_err(err)?;
     prog.load().map_err(err)?;
-    prog.attach(TRACE_FUNCTION, 0).map_err(err)?;
+    prog.attach(hook.function, 0).map_err(err)?;
     Ok(())
 }
 

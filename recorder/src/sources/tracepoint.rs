@@ -146,6 +146,7 @@ impl Source for TracepointSource {
             ringbuf_bytes: 4096,
             btf: Some(btf),
             tracked_skbs: 1,
+            stacks: 1,
         })
         .map_err(|e| chain(&e))?;
         let probe = TracepointProbe {

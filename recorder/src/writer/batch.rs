@@ -16,7 +16,7 @@ use arrow::array::{
 use arrow::datatypes::{ArrowPrimitiveType, Int32Type};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
-use nft_schema::raw::{EventKind, NftPart, SkbEvent, PROBE_KFREE_SKB};
+use nft_schema::raw::{nft_event, EventKind, NftPart, SkbEvent, PROBE_KFREE_SKB};
 use nft_schema::tables::events_schema;
 
 use super::kallsyms::Kallsyms;
@@ -205,8 +205,40 @@ pub fn events_batch(
     ];
     let mut columns = columns;
     columns.extend(nft_columns(events, nft, names));
+    // `--stack`: the id in the stacks table (the event holds it + 1).
+    columns.push(Arc::new(UInt32Array::from_iter(
+        events.iter().map(|e| e.stack.checked_sub(1)),
+    )));
     let schema = events_schema();
     RecordBatch::try_new(schema, columns)
+}
+
+/// `nft_event` of an nft hook event, the same on every kernel: a message
+/// about a rule (it has a handle) is `rule_eval`, whatever its kernel type
+/// (6.1 sends an explicit `return` rule as a RETURN message, 6.12 as a
+/// rule); one about a chain's end marker (no handle) is `return`: the chain
+/// ran out of rules (6.1 sends a RETURN message, 6.12 a rule message; a
+/// base chain's policy follows).
+fn nft_event_name(p: &NftPart) -> &'static str {
+    match p.trace_type {
+        nft_event::POLICY => "policy",
+        nft_event::CHAIN_ENTRY => "chain_entry",
+        nft_event::CHAIN_EXIT => "chain_exit",
+        _ if p.rule_handle == 0 => "return",
+        _ => "rule_eval",
+    }
+}
+
+/// The verdict `nft_do_chain` returned. Since 6.8 a drop inside nf_tables
+/// frees the skb there and returns NF_STOLEN with the errno in the upper
+/// bits (`NF_DROP_REASON`): that is a drop.
+fn exit_verdict_name(code: i32) -> String {
+    const NF_STOLEN: i32 = 2;
+    if code & 0xff == NF_STOLEN && (code as u32) >> 16 != 0 {
+        "drop".into()
+    } else {
+        verdict_name(code)
+    }
 }
 
 /// The `nft_*` columns: null except on the nft hook's events.
@@ -216,15 +248,19 @@ fn nft_columns(events: &[SkbEvent], nft: &[(u32, NftPart)], names: &Names) -> Ve
         // Most batches: no nft hook events, ten null columns at no cost
         // per row.
         let schema = events_schema();
-        let first = schema
-            .index_of(nft_schema::columns::events::NFT_EVENT)
-            .expect("the events schema has the nft columns");
-        return schema.fields()[first..]
+        let index = |name| {
+            schema
+                .index_of(name)
+                .expect("the events schema has the nft columns")
+        };
+        let first = index(nft_schema::columns::events::NFT_EVENT);
+        let last = index(nft_schema::columns::events::NFT_TRACE_ID);
+        return schema.fields()[first..=last]
             .iter()
             .map(|f| new_null_array(f.data_type(), n))
             .collect();
     }
-    let mut event = DictColumn::<u8>::with_capacity(n);
+    let mut event = DictColumn::<&str>::with_capacity(n);
     let mut family = DictColumn::<u8>::with_capacity(n);
     let mut table = DictColumn::<&str>::with_capacity(n);
     let mut chain = DictColumn::<&str>::with_capacity(n);
@@ -234,6 +270,7 @@ fn nft_columns(events: &[SkbEvent], nft: &[(u32, NftPart)], names: &Names) -> Ve
     let mut priority = Vec::with_capacity(n);
     let mut handle = Vec::with_capacity(n);
     let mut seq = Vec::with_capacity(n);
+    let mut trace_id = Vec::with_capacity(n);
     let mut parts = nft.iter().peekable();
     for (i, e) in events.iter().enumerate() {
         let part = match parts.peek() {
@@ -253,24 +290,35 @@ fn nft_columns(events: &[SkbEvent], nft: &[(u32, NftPart)], names: &Names) -> Ve
             priority.push(None);
             handle.push(None);
             seq.push(None);
+            trace_id.push(None);
             continue;
         };
         let r = names.nft.resolve(e.netns, p);
-        // enum nft_trace_types: 1 policy, 2 return, 3 rule.
-        event.push(Some(p.trace_type), |t| match t {
-            1 => "policy".into(),
-            2 => "return".into(),
-            _ => "rule_eval".into(),
-        });
+        let on_chain = matches!(p.trace_type, nft_event::CHAIN_ENTRY | nft_event::CHAIN_EXIT);
+        event.push(Some(nft_event_name(p)), str::to_owned);
         family.push(Some(p.family), family_name);
         table.push(r.table, str::to_owned);
         chain.push(r.chain, str::to_owned);
         hook.push(Some(hook_name(p.family, p.hook)), str::to_owned);
-        verdict.push(Some(p.verdict), verdict_name);
+        match p.trace_type {
+            nft_event::CHAIN_ENTRY => verdict.push(None, verdict_name),
+            nft_event::CHAIN_EXIT => verdict.push(Some(p.verdict), exit_verdict_name),
+            _ => verdict.push(Some(p.verdict), verdict_name),
+        }
         target.push(r.target, str::to_owned);
-        priority.push(r.priority);
+        // The chain hooks read the priority from the kernel; the rule hook
+        // has it from the snapshot only.
+        priority.push(if on_chain {
+            Some(p.priority)
+        } else {
+            r.priority
+        });
         handle.push((p.rule_handle != 0).then_some(p.rule_handle));
         seq.push(r.rule_seq);
+        // The kernel keeps the id as the bytes it sends in NFTA_TRACE_ID
+        // (big-endian on the wire); read as such it is what `nft monitor
+        // trace` prints and what the nftrace table holds.
+        trace_id.push((!on_chain).then_some(u32::from_be_bytes(p.trace_id.to_ne_bytes())));
     }
     vec![
         event.finish(),
@@ -283,6 +331,7 @@ fn nft_columns(events: &[SkbEvent], nft: &[(u32, NftPart)], names: &Names) -> Ve
         Arc::new(UInt32Array::from(seq)),
         verdict.finish(),
         target.finish(),
+        Arc::new(UInt32Array::from(trace_id)),
     ]
 }
 
@@ -365,5 +414,85 @@ mod tests {
         assert_eq!(saddr.values().as_string::<i32>().value(0), "fd00::1");
         assert!(saddr.is_null(1));
         assert!(batch.column_by_name("sport").unwrap().is_null(1));
+    }
+
+    /// The nft hooks' events: names of events and verdicts the same on
+    /// every kernel, the trace id as nft prints it, the kernel's priority on
+    /// chain events.
+    #[test]
+    fn nft_hook_columns() {
+        let part = |trace_type, rule_handle, verdict| NftPart {
+            trace_type,
+            rule_handle,
+            verdict,
+            trace_id: u32::from_ne_bytes(0x2fc2_7c6a_u32.to_be_bytes()),
+            priority: -150,
+            ..NftPart::default()
+        };
+        let parts = [
+            part(nft_event::CHAIN_ENTRY, 0, 0),
+            part(nft_event::RULE, 11, -3),
+            part(nft_event::RETURN, 18, -5), // 6.1's explicit `return` rule
+            part(nft_event::RULE, 0, -1),    // 6.12's end of chain
+            part(nft_event::RETURN, 0, -1),  // 6.1's end of chain
+            part(nft_event::POLICY, 0, 0),
+            // 6.8+: dropped inside nf_tables (NF_STOLEN, EPERM << 16).
+            part(nft_event::CHAIN_EXIT, 0, (1 << 16) | 2),
+            part(nft_event::CHAIN_EXIT, 0, 1),
+        ];
+        let events = vec![event(PROBE_KFREE_SKB + 1, [10, 0, 0, 1]); parts.len()];
+        let nft: Vec<(u32, NftPart)> = parts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (i as u32, *p))
+            .collect();
+        let batch = events_batch(&events, &nft, &Names::default()).unwrap();
+        let strings = |name: &str| -> Vec<Option<String>> {
+            let col = batch
+                .column_by_name(name)
+                .unwrap()
+                .as_dictionary::<Int32Type>();
+            let values = col.values().as_string::<i32>();
+            (0..col.len())
+                .map(|i| {
+                    col.is_valid(i)
+                        .then(|| values.value(col.keys().value(i) as usize).to_owned())
+                })
+                .collect()
+        };
+        let some = |v: &[&str]| {
+            v.iter()
+                .map(|s| (!s.is_empty()).then(|| s.to_string()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            strings("nft_event"),
+            some(&[
+                "chain_entry",
+                "rule_eval",
+                "rule_eval",
+                "return",
+                "return",
+                "policy",
+                "chain_exit",
+                "chain_exit"
+            ])
+        );
+        assert_eq!(
+            strings("nft_verdict"),
+            some(&["", "jump", "return", "continue", "continue", "drop", "drop", "accept"])
+        );
+        let ids = batch
+            .column_by_name("nft_trace_id")
+            .unwrap()
+            .as_primitive::<arrow::datatypes::UInt32Type>();
+        assert!(ids.is_null(0) && ids.is_null(6));
+        assert_eq!(ids.value(1), 0x2fc2_7c6a);
+        let prio = batch
+            .column_by_name("nft_priority")
+            .unwrap()
+            .as_primitive::<arrow::datatypes::Int32Type>();
+        assert_eq!((prio.value(0), prio.value(7)), (-150, -150));
+        assert!(prio.is_null(1), "no snapshot: no priority for a rule");
     }
 }

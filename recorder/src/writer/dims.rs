@@ -1,18 +1,19 @@
 //! The small dimension tables written next to the event segments: `probes`,
-//! `drop_reasons`, `losses`. Each is one Parquet file written atomically.
+//! `drop_reasons`, `losses`, `interfaces`, `stacks`. Each is one Parquet file written atomically.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, StringArray, UInt32Array, UInt64Array, UInt8Array};
+use arrow::array::{ArrayRef, StringArray, UInt16Array, UInt32Array, UInt64Array, UInt8Array};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use nft_schema::tables::{
-    drop_reasons_schema, interfaces_schema, losses_schema, names, probes_schema,
+    drop_reasons_schema, interfaces_schema, losses_schema, names, probes_schema, stacks_schema,
 };
 use parquet::arrow::ArrowWriter;
 
 use super::segments::{create_private, parquet_properties, SegmentError};
+use super::stacks::StackRow;
 
 /// One row of the `probes` table.
 #[derive(Clone, Debug)]
@@ -136,6 +137,26 @@ pub fn write_interfaces(dir: &Path, rows: &[InterfaceRow]) -> Result<(), Segment
             )),
             Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.name))),
             Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.seen))),
+        ],
+    )
+}
+
+pub fn write_stacks(dir: &Path, rows: &[StackRow]) -> Result<(), SegmentError> {
+    write_table(
+        dir,
+        names::STACKS,
+        stacks_schema(),
+        vec![
+            Arc::new(UInt32Array::from_iter_values(
+                rows.iter().map(|r| r.stack_id),
+            )),
+            Arc::new(UInt16Array::from_iter_values(rows.iter().map(|r| r.frame))),
+            Arc::new(UInt64Array::from_iter_values(
+                rows.iter().map(|r| r.address),
+            )),
+            Arc::new(StringArray::from_iter(
+                rows.iter().map(|r| r.symbol.as_deref()),
+            )),
         ],
     )
 }

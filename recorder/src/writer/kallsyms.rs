@@ -43,6 +43,18 @@ impl Kallsyms {
         }
     }
 
+    /// `name+0xoff` when a text symbol plausibly holds `addr`; `None` past
+    /// the last symbol's reach (kallsyms has no sizes: no kernel function
+    /// is a megabyte long, while the text after the last symbol, such as
+    /// JIT-compiled BPF when `bpf_jit_kallsyms` is off, would otherwise be
+    /// named after it).
+    pub fn resolve_near(&self, addr: u64) -> Option<String> {
+        const REACH: u64 = 1 << 20;
+        let i = self.symbols.partition_point(|s| s.0 <= addr);
+        let (start, name) = &self.symbols[i.checked_sub(1)?];
+        (addr - start < REACH).then(|| format!("{name}+{:#x}", addr - start))
+    }
+
     /// Every address of each text symbol name (static functions of the same
     /// name in several files have several).
     pub fn addresses_by_name(&self) -> std::collections::HashMap<&str, Vec<u64>> {

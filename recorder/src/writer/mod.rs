@@ -10,3 +10,4 @@ pub mod manifest;
 pub mod nft_names;
 pub mod nftrace_batch;
 pub mod segments;
+pub mod stacks;

@@ -1,15 +1,21 @@
 //! Names for the nft hook's events. The eBPF side reads handles only (no
 //! string copies per event); here they become table, chain and target
 //! names, and a rule's position in its chain, from the ruleset snapshot
-//! (`nft -j -a list ruleset`) taken at start in each traced namespace.
+//! (`nft -j -a list ruleset`) taken at start in each traced namespace, the
+//! recorder's own table, and a new listing when events refer to something
+//! created since.
 //! Handles are unique per table, so a rule's handle also names its chain
 //! when the kernel does not pass the chain (6.4+).
 
 use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
-use nft_schema::raw::NftPart;
+use nft_schema::raw::{NftPart, SkbEvent};
 
+use crate::kernel::netns::enter_netns;
 use crate::sources::nftrace::message::family_name;
+use crate::sources::nftrace::table;
 use serde_json::Value;
 
 /// One table of one namespace.
@@ -36,7 +42,16 @@ pub struct Resolved<'a> {
 #[derive(Debug, Default)]
 pub struct NftNames {
     tables: HashMap<(u32, u8, u64), Table>,
+    /// Where each traced namespace's ruleset can be listed again (None: the
+    /// recorder's own namespace), to name what was created after the start
+    /// snapshot.
+    sources: HashMap<u32, Option<PathBuf>>,
+    /// When each namespace was last listed again.
+    relisted: HashMap<u32, Instant>,
 }
+
+/// A namespace is listed again at most this often.
+const RELIST_EVERY: Duration = Duration::from_secs(1);
 
 /// `NFPROTO_*` of an nft family name (the inverse of [`family_name`]).
 fn family_number(name: &str) -> Option<u8> {
@@ -129,8 +144,69 @@ impl NftNames {
         Ok(())
     }
 
-    /// Names for an nft event seen in namespace `netns`. What the snapshot
-    /// does not know (a table created after it) stays `None`.
+    /// Says where the ruleset of namespace `netns` can be listed again.
+    pub fn add_source(&mut self, netns: u32, path: Option<PathBuf>) {
+        self.sources.insert(netns, path);
+    }
+
+    /// Whether the snapshots name everything `p` refers to.
+    fn knows(&self, netns: u32, p: &NftPart) -> bool {
+        let Some(t) = self.tables.get(&(netns, p.family, p.table_handle)) else {
+            return false;
+        };
+        (p.chain_handle == 0 || t.chains.contains_key(&p.chain_handle))
+            && (p.rule_handle == 0 || t.rules.contains_key(&p.rule_handle))
+            && (p.target_handle == 0 || t.chains.contains_key(&p.target_handle))
+    }
+
+    /// Lists the ruleset again in each namespace where an event refers to
+    /// a table, chain or rule the snapshots do not know (created since), so
+    /// it is named from then on. At most once a second per namespace; the
+    /// events before a listing keep null names. The listing runs on a
+    /// short-lived thread that enters the namespace (setns is per thread:
+    /// the writer's own thread stays where it is).
+    pub fn refresh_unknown(&mut self, events: &[SkbEvent], nft: &[(u32, NftPart)]) {
+        let mut stale: Vec<u32> = Vec::new();
+        for (at, p) in nft {
+            let Some(e) = events.get(*at as usize) else {
+                continue;
+            };
+            if !stale.contains(&e.netns) && !self.knows(e.netns, p) {
+                stale.push(e.netns);
+            }
+        }
+        for netns in stale {
+            let Some(path) = self.sources.get(&netns).cloned() else {
+                continue;
+            };
+            if self
+                .relisted
+                .get(&netns)
+                .is_some_and(|t| t.elapsed() < RELIST_EVERY)
+            {
+                continue;
+            }
+            self.relisted.insert(netns, Instant::now());
+            let listed = std::thread::scope(|s| {
+                s.spawn(|| -> Result<String, String> {
+                    if let Some(path) = &path {
+                        enter_netns(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                    }
+                    table::nft(&["-j", "-a", "list", "ruleset"], None).map_err(|e| e.to_string())
+                })
+                .join()
+                .unwrap_or_else(|_| Err("the listing thread panicked".into()))
+            });
+            let added =
+                listed.and_then(|json| self.add_snapshot(netns, &json).map_err(|e| e.to_string()));
+            if let Err(e) = added {
+                tracing::warn!("nft hook names: listing the ruleset of netns {netns} again: {e}");
+            }
+        }
+    }
+
+    /// Names for an nft event seen in namespace `netns`. What the snapshots
+    /// do not know (a table created after the last listing) stays `None`.
     pub fn resolve(&self, netns: u32, p: &NftPart) -> Resolved<'_> {
         let mut r = Resolved::default();
         let Some(t) = self.tables.get(&(netns, p.family, p.table_handle)) else {
@@ -145,7 +221,12 @@ impl NftNames {
         r.chain = chain
             .map(|c| c.0.as_str())
             .or(by_rule.map(|(c, _)| c.as_str()));
-        r.priority = chain.and_then(|c| c.1);
+        // A base chain's priority, also when the chain is known only by the
+        // rule's handle (6.4+ does not pass it): the same on every kernel.
+        r.priority = chain.and_then(|c| c.1).or_else(|| {
+            let name = r.chain?;
+            t.chains.values().find(|c| c.0 == name).and_then(|c| c.1)
+        });
         r.rule_seq = by_rule.map(|(_, pos)| *pos);
         r.target = t
             .chains
@@ -189,7 +270,8 @@ mod tests {
             Resolved {
                 table: Some("fw"),
                 chain: Some("input"),
-                priority: None,
+                // The base chain's, found by the rule's chain name.
+                priority: Some(0),
                 rule_seq: Some(1),
                 target: Some("icmp_chain"),
             }

@@ -1,7 +1,9 @@
 #!/bin/bash
 # The suite one guest boot runs (tests/e2e/vm.rs reads what it leaves in
-# /out): the capability check, then the recorder's tracepoint + nftrace
-# scenario in two network namespaces. Exits non-zero on the first failure.
+# /out): the capability check, the recorder's tracepoint + nftrace scenario
+# in two network namespaces, the nft hooks' forwarding scenario
+# (forward.sh), function tracing with tracking, and at scale and through
+# NAT (multi.sh). Exits non-zero on the first failure.
 set -euo pipefail
 
 nft-recorder check > /out/check.txt
@@ -34,6 +36,8 @@ sleep 0.3; kill $monitor || true
 ip netns exec b nft -j list table inet fw > /out/counters.json
 echo "suite: done"
 
+bash /work/guest/forward.sh
+
 # Function tracing (issue 5). The marker table sets mark 7 on ICMP in b's
 # prerouting, so `--mark 0` matches an echo request at ip_rcv but no longer
 # at icmp_rcv: only skb tracking reports it there. kprobe with and
@@ -58,3 +62,6 @@ record_ping /out/kprobe --backend kprobe
 record_ping /out/untracked --backend kprobe --track-skbs 0
 nft-recorder discover > /out/discover.txt
 echo "suite: functions done"
+
+bash /work/guest/multi.sh
+

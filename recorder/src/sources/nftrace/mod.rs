@@ -105,7 +105,10 @@ fn snapshot(dir: &Path, label: &str, when: &str) -> Result<(), NftraceError> {
 }
 
 /// Sets the namespace up and signals `ready` (with the result) before
-/// receiving, so `record` knows every table is in place (or why not).
+/// receiving, so `record` knows every table is in place (or why not). The
+/// result carries the recorder's own table as `nft -j -a` lists it: the
+/// start snapshot is the user's ruleset, taken before the table exists,
+/// and the nft hooks see the table's chains too.
 pub fn spawn(
     target: NftraceTarget,
     rules: Vec<String>,
@@ -113,12 +116,12 @@ pub fn spawn(
     writer: NftraceWriter,
     flush_interval: Duration,
     stop: Arc<AtomicBool>,
-    ready: std::sync::mpsc::Sender<Result<(), String>>,
+    ready: std::sync::mpsc::Sender<Result<String, String>>,
 ) -> JoinHandle<Result<NftraceStats, NftraceError>> {
     std::thread::Builder::new()
         .name(format!("nft-nftrace-{}", target.label))
         .spawn(move || {
-            let setup = || -> Result<(NftraceSocket, bool), NftraceError> {
+            let setup = || -> Result<(NftraceSocket, bool, String), NftraceError> {
                 if let Some(path) = &target.netns_path {
                     enter_netns(path).map_err(|source| NftraceError::Setns {
                         path: path.clone(),
@@ -129,12 +132,13 @@ pub fn spawn(
                 snapshot(&dir, &target.label, "start")?;
                 let sock = NftraceSocket::open().map_err(NftraceError::Socket)?;
                 table::create(&rules)?;
-                Ok((sock, removed))
+                let own = table::list_json()?;
+                Ok((sock, removed, own))
             };
             let (sock, removed_leftover) = match setup() {
-                Ok(s) => {
-                    let _ = ready.send(Ok(()));
-                    s
+                Ok((sock, removed, own)) => {
+                    let _ = ready.send(Ok(own));
+                    (sock, removed)
                 }
                 Err(e) => {
                     let _ = ready.send(Err(e.to_string()));

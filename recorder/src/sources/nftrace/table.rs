@@ -143,6 +143,11 @@ pub fn create(rules: &[String]) -> Result<(), TableError> {
     nft(&["-f", "-"], Some(&create_script(rules))).map(|_| ())
 }
 
+/// The table as `nft -j -a list table` prints it (handles included).
+pub fn list_json() -> Result<String, TableError> {
+    nft(&["-j", "-a", "list", "table", "inet", TABLE], None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
