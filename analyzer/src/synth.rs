@@ -463,6 +463,9 @@ fn write_segment(dir: &Path, n: usize, rows: &[Row], probes: &[&str]) -> std::io
                 .collect(),
             &["sub"],
         ),
+        // nft_trace_id, stack_id: not generated.
+        Arc::new(UInt32Array::new_null(rows.len())),
+        Arc::new(UInt32Array::new_null(rows.len())),
     ];
     let batch =
         RecordBatch::try_new(tables::events_schema(), columns).map_err(std::io::Error::other)?;
