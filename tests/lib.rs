@@ -183,6 +183,16 @@ pub fn duckdb_i64(dir: &std::path::Path, sql: &str) -> Result<i64> {
         .with_context(|| format!("{sql}: expected one integer, got {rows:?}"))
 }
 
+/// Runs `nft-analyzer ARGS` (which must succeed) and parses its NDJSON
+/// output (`traces --format ndjson`, `sql --format json`), one value per
+/// line.
+pub fn analyzer_ndjson(args: &[&str]) -> Vec<serde_json::Value> {
+    run_bin("nft-analyzer", args)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
 /// A fresh recording directory path under the temp dir (removed if left by
 /// an earlier run).
 pub fn recording_dir(tag: &str) -> PathBuf {

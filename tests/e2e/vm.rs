@@ -255,22 +255,15 @@ fn functions(kernel: &str, out: &Path) {
     assert_eq!(ordered, 3, "{kernel}");
     // The analyzer turns them into three traces whose function path runs
     // from ip_rcv to icmp_rcv, in that order.
-    let traces = Command::new(nft_tests::workspace_bin("nft-analyzer"))
-        .args(["traces", rec.to_str().unwrap(), "--format", "ndjson"])
-        .output()
-        .unwrap();
-    assert!(
-        traces.status.success(),
-        "{}",
-        String::from_utf8_lossy(&traces.stderr)
-    );
-    let echo_paths: Vec<Vec<String>> = String::from_utf8_lossy(&traces.stdout)
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|t| t["packet_info"]["src_ip"] == "10.9.0.1" && t["packet_info"]["icmp_type"] == 8)
-        .map(|t| serde_json::from_value(t["functions_path"].clone()).unwrap())
-        .filter(|p: &Vec<String>| p.iter().any(|f| f == "icmp_rcv"))
-        .collect();
+    let echo_paths: Vec<Vec<String>> =
+        nft_tests::analyzer_ndjson(&["traces", rec.to_str().unwrap(), "--format", "ndjson"])
+            .into_iter()
+            .filter(|t| {
+                t["packet_info"]["src_ip"] == "10.9.0.1" && t["packet_info"]["icmp_type"] == 8
+            })
+            .map(|t| serde_json::from_value(t["functions_path"].clone()).unwrap())
+            .filter(|p: &Vec<String>| p.iter().any(|f| f == "icmp_rcv"))
+            .collect();
     assert_eq!(echo_paths.len(), 3, "{kernel}: {echo_paths:?}");
     for path in &echo_paths {
         let at = |f: &str| path.iter().position(|p| p == f);

@@ -6,12 +6,10 @@
 //! exit carries the verdict that decided it; per-rule counts equal the nft
 //! counters; no duplicate verdict exists for the analyzer to remove.
 
+use nft_tests::{analyzer_ndjson, duckdb, monitor_lines};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
-
-use nft_tests::{duckdb, monitor_lines, workspace_bin};
-use serde_json::Value;
 
 /// One step of a packet through table fw: `entry` of a base chain, a
 /// `rule` (handle, verdict with target) or a `policy`.
@@ -262,19 +260,7 @@ pub fn check(kernel: &str, out: &Path) {
     // The analyzer: the hook emits one event per kernel trace call, so
     // there is nothing for the 5 µs dedup to remove; every chain's exit
     // stays in its packet's trace (also after a drop freed the skb).
-    let traces = Command::new(workspace_bin("nft-analyzer"))
-        .args(["traces", rec.to_str().unwrap(), "--format", "ndjson"])
-        .output()
-        .unwrap();
-    assert!(
-        traces.status.success(),
-        "{}",
-        String::from_utf8_lossy(&traces.stderr)
-    );
-    let traces: Vec<Value> = String::from_utf8_lossy(&traces.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let traces = analyzer_ndjson(&["traces", rec.to_str().unwrap(), "--format", "ndjson"]);
     assert!(traces.iter().all(|t| t["duplicates_removed"] == 0));
     let fw_events = |t: &Value| -> Vec<String> {
         t["nft_events"]
@@ -319,26 +305,14 @@ pub fn check(kernel: &str, out: &Path) {
     );
 
     // Query chain_verdicts: per base chain, the exits counted above.
-    let out = Command::new(workspace_bin("nft-analyzer"))
-        .args([
-            "sql",
-            rec.to_str().unwrap(),
-            "--query",
-            "chain_verdicts",
-            "--format",
-            "json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rows: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let rows = analyzer_ndjson(&[
+        "sql",
+        rec.to_str().unwrap(),
+        "--query",
+        "chain_verdicts",
+        "--format",
+        "json",
+    ]);
     let mut want: BTreeMap<(String, String), u64> = BTreeMap::new();
     for run in &runs {
         *want

@@ -5,11 +5,9 @@
 //! traffic, `--backend auto` puts module functions on kprobe, and skb
 //! tracking follows a packet whose destination DNAT rewrote.
 
-use std::path::Path;
-use std::process::Command;
-
-use nft_tests::{duckdb_i64, workspace_bin};
+use nft_tests::{analyzer_ndjson, duckdb_i64};
 use serde_json::Value;
+use std::path::Path;
 
 fn manifest(rec: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(rec.join("recording.json")).unwrap()).unwrap()
@@ -17,19 +15,7 @@ fn manifest(rec: &Path) -> Value {
 
 /// `nft-analyzer traces` of a recording, as JSON values.
 fn traces(rec: &Path) -> Vec<Value> {
-    let out = Command::new(workspace_bin("nft-analyzer"))
-        .args(["traces", rec.to_str().unwrap(), "--format", "ndjson"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    analyzer_ndjson(&["traces", rec.to_str().unwrap(), "--format", "ndjson"])
 }
 
 /// The functions of a trace, in order.
