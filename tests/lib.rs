@@ -193,6 +193,27 @@ pub fn analyzer_ndjson(args: &[&str]) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Runs every shipped query on recording `dir` with both the analyzer
+/// (DataFusion) and DuckDB (`tests/duckdb_queries.py`), asserts they agree,
+/// and returns the oracle's report (one line per query).
+pub fn duckdb_oracle(dir: &std::path::Path) -> String {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let out = Command::new("python3")
+        .arg(format!("{root}/tests/duckdb_queries.py"))
+        .arg(workspace_bin("nft-analyzer"))
+        .arg(dir)
+        .arg(format!("{root}/queries"))
+        .output()
+        .expect("run tests/duckdb_queries.py");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
 /// A fresh recording directory path under the temp dir (removed if left by
 /// an earlier run).
 pub fn recording_dir(tag: &str) -> PathBuf {

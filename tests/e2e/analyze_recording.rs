@@ -3,9 +3,7 @@
 //! against the kernel's drop reasons, and every shipped query against DuckDB
 //! on the same files.
 
-use std::process::Command;
-
-use nft_tests::{kernel_lock, parse_monitor, record_firewall, workspace_bin, TraceRow, TwoHosts};
+use nft_tests::{kernel_lock, parse_monitor, record_firewall, TraceRow, TwoHosts};
 use serde_json::Value;
 
 fn analyzer(args: &[&str]) -> String {
@@ -141,20 +139,7 @@ fn traces_of_a_real_recording_match_nft_monitor_trace_and_duckdb() {
     assert_eq!(dropped.lines().count(), port9.len() + 1, "{dropped}");
 
     // The shipped queries: DataFusion and DuckDB agree on the same files.
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-    let out = Command::new("python3")
-        .arg(format!("{root}/tests/duckdb_queries.py"))
-        .arg(workspace_bin("nft-analyzer"))
-        .arg(&dir)
-        .arg(format!("{root}/queries"))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    nft_tests::duckdb_oracle(&dir);
 
     let stats = analyzer(&["stats", rec]);
     assert!(

@@ -124,20 +124,7 @@ fn stacks_are_taken_once_and_symbolised() {
     );
 
     // Every shipped query, stacks included, gives DuckDB's rows here.
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-    let oracle = std::process::Command::new("python3")
-        .arg(format!("{root}/tests/duckdb_queries.py"))
-        .arg(nft_tests::workspace_bin("nft-analyzer"))
-        .arg(&dir)
-        .arg(format!("{root}/queries"))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&oracle.stdout);
-    assert!(
-        oracle.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&oracle.stderr)
-    );
+    let text = nft_tests::duckdb_oracle(&dir);
     assert!(
         text.contains("stacks: ") && !text.contains("stacks: 0 rows"),
         "{text}"
