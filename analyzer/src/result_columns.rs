@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::array::{Array, ArrayRef, AsArray, Int32Array, RecordBatch};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Int32Type, Int64Type, UInt64Type};
 use arrow::error::ArrowError;
@@ -28,8 +28,9 @@ impl Interner {
 
 /// A string column: each distinct value interned once per batch.
 pub struct Strs {
-    /// Row -> index into `values` (None: null).
-    keys: Vec<Option<u32>>,
+    /// Row -> index into `values` (null: null). The dictionary's own keys
+    /// when the column is `Dictionary(Int32, Utf8)`, as events are: no copy.
+    keys: Int32Array,
     values: Vec<Arc<str>>,
 }
 
@@ -45,12 +46,14 @@ impl Strs {
             let values = (0..values.len())
                 .map(|i| interner.get(values.value(i)))
                 .collect();
-            let keys = dict.keys().iter().map(|k| k.map(|k| k as u32)).collect();
-            return Ok(Self { keys, values });
+            return Ok(Self {
+                keys: dict.keys().clone(),
+                values,
+            });
         }
         let plain = cast(col, &DataType::Utf8)?;
         let plain = plain.as_string::<i32>();
-        let mut local: HashMap<&str, u32> = HashMap::new();
+        let mut local: HashMap<&str, i32> = HashMap::new();
         let mut values = Vec::new();
         let keys = plain
             .iter()
@@ -58,7 +61,7 @@ impl Strs {
                 v.map(|s| {
                     *local.entry(s).or_insert_with(|| {
                         values.push(interner.get(s));
-                        values.len() as u32 - 1
+                        values.len() as i32 - 1
                     })
                 })
             })
@@ -66,13 +69,15 @@ impl Strs {
         Ok(Self { keys, values })
     }
 
+    #[inline]
     pub fn get(&self, row: usize) -> Option<&Arc<str>> {
-        self.keys[row].map(|k| &self.values[k as usize])
+        self.key(row).map(|k| &self.values[k as usize])
     }
 
     /// Row -> index into [`Strs::values`] (None: null).
+    #[inline]
     pub fn key(&self, row: usize) -> Option<u32> {
-        self.keys[row]
+        self.keys.is_valid(row).then(|| self.keys.value(row) as u32)
     }
 
     /// The distinct values of this batch: a per-value decision is made once

@@ -203,14 +203,7 @@ fn duplicate_verdicts_within_the_window_are_removed_and_counted() {
     let nft: Vec<_> = tr
         .nft_events
         .iter()
-        .map(|n| {
-            (
-                n.kind.as_str(),
-                n.rule_handle,
-                n.verdict.as_deref(),
-                n.rule_seq,
-            )
-        })
+        .map(|n| (&*n.kind, n.rule_handle, n.verdict.as_deref(), n.rule_seq))
         .collect();
     assert_eq!(
         nft,
@@ -307,7 +300,7 @@ fn nftrace_messages_attach_to_their_packet_by_headers() {
         .iter()
         .map(|n| {
             (
-                n.kind.as_str(),
+                &*n.kind,
                 n.rule_handle,
                 n.verdict.as_deref(),
                 n.hook.as_deref(),
@@ -496,10 +489,7 @@ fn a_chain_exit_after_the_free_stays_in_the_dropped_packets_trace() {
             (
                 t.first_seen_ns - START_NS - S,
                 t.duration_ns,
-                t.nft_events
-                    .iter()
-                    .map(|n| n.kind.as_str())
-                    .collect::<Vec<_>>(),
+                t.nft_events.iter().map(|n| &*n.kind).collect::<Vec<_>>(),
                 t.end,
                 t.stats.final_verdict.clone(),
             )

@@ -23,7 +23,41 @@ pub const TRACE_SEQ: &str = "trace_seq";
 pub const IS_FREE: &str = "is_free";
 pub const IS_DUP: &str = "is_dup";
 
-/// The event columns of one batch, typed once per batch.
+/// The event columns [`Rows`] reads: the streaming engine decodes only
+/// these.
+pub(super) const ROW_COLUMNS: [&str; 29] = [
+    ev::SKB,
+    ev::TS_NS,
+    ev::PROBE,
+    ev::KIND,
+    ev::CPU,
+    ev::NETNS,
+    ev::IFINDEX,
+    ev::MARK,
+    ev::LEN,
+    ev::IP_VERSION,
+    ev::SADDR,
+    ev::DADDR,
+    ev::L4_PROTO,
+    ev::SPORT,
+    ev::DPORT,
+    ev::ICMP_TYPE,
+    ev::IP_ID,
+    ev::DROP_REASON,
+    ev::LOCATION_SYM,
+    ev::NFT_EVENT,
+    ev::NFT_FAMILY,
+    ev::NFT_TABLE,
+    ev::NFT_CHAIN,
+    ev::NFT_HOOK,
+    ev::NFT_RULE_HANDLE,
+    ev::NFT_RULE_SEQ,
+    ev::NFT_VERDICT,
+    ev::NFT_TARGET,
+    ev::NFT_TRACE_ID,
+];
+
+/// The event columns of one batch ([`ROW_COLUMNS`]), typed once per batch.
 pub(super) struct Rows {
     pub skb: U64Col,
     pub ts: U64Col,
@@ -258,7 +292,7 @@ pub(super) fn finish(lk: &Lookups, o: Open, trace_id: u64) -> Trace {
     }
     let final_verdict = nft
         .iter()
-        .filter(|e| e.kind != "chain_entry")
+        .filter(|e| &*e.kind != "chain_entry")
         .filter_map(|e| e.verdict.as_deref())
         .rfind(|v| matches!(*v, "accept" | "drop" | "queue" | "stolen" | "reject"))
         .map(str::to_owned);
@@ -287,7 +321,7 @@ pub(super) fn finish(lk: &Lookups, o: Open, trace_id: u64) -> Trace {
         duration_ns: o.last_ns - o.first_ns,
         stats: TraceStats {
             total_functions: o.path.len(),
-            total_rules_evaluated: nft.iter().filter(|e| e.kind == "rule_eval").count(),
+            total_rules_evaluated: nft.iter().filter(|e| &*e.kind == "rule_eval").count(),
             final_verdict,
         },
         functions_path: o.path,
@@ -312,10 +346,9 @@ pub(super) fn finish(lk: &Lookups, o: Open, trace_id: u64) -> Trace {
 }
 
 fn packet_info(r: &Rows, row: usize) -> PacketInfo {
-    let s = |v: Option<&Arc<str>>| v.map(|s| s.to_string());
     PacketInfo {
-        src_ip: s(r.saddr.get(row)),
-        dst_ip: s(r.daddr.get(row)),
+        src_ip: r.saddr.get(row).cloned(),
+        dst_ip: r.daddr.get(row).cloned(),
         src_port: r.sport.get(row).map(|v| v as u16),
         dst_port: r.dport.get(row).map(|v| v as u16),
         protocol: r.l4_proto.get(row).map(|p| protocol_name(p as u8)),
@@ -347,24 +380,23 @@ fn nft_event(
             .get(&(rec.clone(), (f.clone(), t.clone(), c.clone(), h))),
         _ => None,
     };
-    let s = |v: Option<&Arc<str>>| v.map(|s| s.to_string());
     NftEvent {
-        kind: kind.to_string(),
-        hook: s(r.nft_hook.get(row)),
+        kind: kind.clone(),
+        hook: r.nft_hook.get(row).cloned(),
         rule_seq: r
             .nft_rule_seq
             .get(row)
             .map(|v| v as u32)
             .or(rule.map(|r| r.0)),
         rule_handle: handle,
-        verdict: s(r.nft_verdict.get(row)),
-        target: s(r.nft_target.get(row)),
+        verdict: r.nft_verdict.get(row).cloned(),
+        target: r.nft_target.get(row).cloned(),
         timestamp_ns: ts,
         rule_text: rule.and_then(|r| r.1.clone()),
         source: "ebpf",
         nftrace_id: r.nft_trace_id.get(row).map(|v| v as u32),
-        family: family.map(|s| s.to_string()),
-        table: table.map(|s| s.to_string()),
-        chain: chain.map(|s| s.to_string()),
+        family,
+        table,
+        chain,
     }
 }

@@ -23,13 +23,16 @@ pub type ChainKey = (Arc<str>, Arc<str>, Arc<str>, Arc<str>);
 /// An nftrace message matched to an event, with that event's time.
 pub type Matched = (u64, NftEvent);
 
+/// A rule's position in its chain and its text.
+pub type RuleInfo = (u32, Option<Arc<str>>);
+
 /// What the trace rows do not carry, loaded before the pass.
 #[derive(Default)]
 pub struct Lookups {
     /// (recording, rule) -> (position, text), from the start snapshot.
-    pub rules: HashMap<(Arc<str>, RuleKey), (u32, Option<String>)>,
+    pub rules: HashMap<(Arc<str>, RuleKey), RuleInfo>,
     /// (recording, family, table, chain) -> hook of the base chain.
-    pub hooks: HashMap<ChainKey, String>,
+    pub hooks: HashMap<ChainKey, Arc<str>>,
     /// Per recording: disjoint loss windows, sorted.
     pub losses: HashMap<Arc<str>, Vec<(u64, u64)>>,
     /// Per recording: when it ended (kernel monotonic ns).
@@ -130,10 +133,7 @@ pub async fn load(catalog: &Catalog, params: &Params) -> Result<Lookups, TracesE
             };
             lk.rules.insert(
                 (r.clone(), (f.clone(), t.clone(), c.clone(), h)),
-                (
-                    pos[i].unwrap_or(0) as u32,
-                    text.get(i).map(|s| s.to_string()),
-                ),
+                (pos[i].unwrap_or(0) as u32, text.get(i).cloned()),
             );
         }
     }
@@ -162,7 +162,7 @@ pub async fn load(catalog: &Catalog, params: &Params) -> Result<Lookups, TracesE
                 hook.get(i),
             ) {
                 lk.hooks
-                    .insert((r.clone(), f.clone(), t.clone(), c.clone()), h.to_string());
+                    .insert((r.clone(), f.clone(), t.clone(), c.clone()), h.clone());
             }
         }
     }
@@ -281,23 +281,21 @@ async fn load_nftrace(
                     .cloned(),
                 _ => None,
             };
-            let kind = match kind.get(i).map(|k| &**k) {
-                Some("rule") => "rule_eval".to_owned(),
-                Some(k) => k.to_owned(),
-                None => "rule_eval".to_owned(),
+            let kind = match kind.get(i) {
+                Some(k) if &**k != "rule" => k.clone(),
+                _ => interner.get("rule_eval"),
             };
-            let verdict = verdict.get(i).or(policy.get(i)).map(|v| v.to_string());
-            let s_ = |v: Option<&Arc<str>>| v.map(|v| v.to_string());
+            let verdict = verdict.get(i).or(policy.get(i)).cloned();
             let event = NftEvent {
                 kind,
-                family: s_(f),
-                table: s_(t),
-                chain: s_(c),
+                family: f.cloned(),
+                table: t.cloned(),
+                chain: c.cloned(),
                 hook,
                 rule_seq: rule.map(|r| r.0),
                 rule_handle: handle[i],
                 verdict,
-                target: s_(target.get(i)),
+                target: target.get(i).cloned(),
                 timestamp_ns: ts[i].unwrap_or(0),
                 rule_text: rule.and_then(|r| r.1.clone()),
                 source: "nftrace",

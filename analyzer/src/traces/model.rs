@@ -46,6 +46,9 @@ pub struct Trace {
     pub cpus: Vec<u32>,
 }
 
+/// Names are shared `Arc<str>`s (from the recording's dictionaries), so an
+/// event costs no string allocation.
+///
 /// A chain entry, rule verdict, chain exit or policy, from the eBPF nft
 /// hooks or from the kernel's nftrace messages.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -53,20 +56,20 @@ pub struct NftEvent {
     /// `chain_entry`, `rule_eval`, `chain_exit` (eBPF); `rule_eval`,
     /// `policy`, `return` (nftrace).
     #[serde(rename = "type")]
-    pub kind: String,
-    pub family: Option<String>,
-    pub table: Option<String>,
-    pub chain: Option<String>,
-    pub hook: Option<String>,
+    pub kind: Arc<str>,
+    pub family: Option<Arc<str>>,
+    pub table: Option<Arc<str>>,
+    pub chain: Option<Arc<str>>,
+    pub hook: Option<Arc<str>>,
     /// Position of the rule in its chain, from 1.
     pub rule_seq: Option<u32>,
     pub rule_handle: Option<u64>,
-    pub verdict: Option<String>,
+    pub verdict: Option<Arc<str>>,
     /// Jump/goto target chain.
-    pub target: Option<String>,
+    pub target: Option<Arc<str>>,
     pub timestamp_ns: u64,
     // --- ours ---
-    pub rule_text: Option<String>,
+    pub rule_text: Option<Arc<str>>,
     /// `ebpf` or `nftrace`.
     pub source: &'static str,
     /// The kernel's nftrace id (what `nft monitor trace` prints as `trace
@@ -77,12 +80,12 @@ pub struct NftEvent {
 
 #[derive(Debug, Clone, Serialize, PartialEq, Default)]
 pub struct PacketInfo {
-    pub src_ip: Option<String>,
-    pub dst_ip: Option<String>,
+    pub src_ip: Option<Arc<str>>,
+    pub dst_ip: Option<Arc<str>>,
     pub src_port: Option<u16>,
     pub dst_port: Option<u16>,
     /// `tcp`, `udp`, `icmp`, `icmpv6`, or the number.
-    pub protocol: Option<String>,
+    pub protocol: Option<Arc<str>>,
     pub ip_version: Option<u8>,
     pub length: u32,
     pub ip_id: Option<u16>,
@@ -120,13 +123,13 @@ pub struct Summary {
     pub warnings: Vec<String>,
 }
 
-pub fn protocol_name(l4: u8) -> String {
+pub fn protocol_name(l4: u8) -> Arc<str> {
     match l4 {
         1 => "icmp".into(),
         6 => "tcp".into(),
         17 => "udp".into(),
         58 => "icmpv6".into(),
         132 => "sctp".into(),
-        n => n.to_string(),
+        n => n.to_string().into(),
     }
 }

@@ -41,7 +41,7 @@ pub fn flow_text(t: &Trace) -> String {
 pub fn flow_text_with_ports(t: &Trace, sport: Option<String>, dport: Option<String>) -> String {
     let p = &t.packet_info;
     let proto = p.protocol.as_deref().unwrap_or("-");
-    let end = |ip: &Option<String>, port: Option<String>| {
+    let end = |ip: &Option<Arc<str>>, port: Option<String>| {
         let ip = ip.as_deref().unwrap_or("?");
         match port {
             Some(port) if ip.contains(':') => format!("[{ip}]:{port}"),
@@ -146,7 +146,7 @@ impl<W: Write> Sink for TableSink<W> {
             .nft_events
             .iter()
             .rev()
-            .find(|e| e.kind != "chain_entry" && e.verdict.is_some())
+            .find(|e| &*e.kind != "chain_entry" && e.verdict.is_some())
         {
             detail.push(format!(
                 "{}/{}{} {}{}",

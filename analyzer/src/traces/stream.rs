@@ -25,8 +25,9 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use nft_schema::tables::events_schema;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ProjectionMask;
 
-use super::assemble::{finish, Numbering, Open, Rows, CONSUME_SKB, KFREE_SKB};
+use super::assemble::{finish, Numbering, Open, Rows, CONSUME_SKB, KFREE_SKB, ROW_COLUMNS};
 use super::lookups::Lookups;
 use super::model::Trace;
 use super::TracesError;
@@ -88,7 +89,10 @@ struct SkbState {
     dport: Option<u64>,
     /// The open trace's number on this skb.
     seq: u64,
-    open: Option<Open>,
+    /// Boxed, as in `done`: a trace is a few hundred bytes, and map
+    /// entries and B-tree nodes move their values (memmove was a tenth of
+    /// the pass).
+    open: Option<Box<Open>>,
     /// Recent rule verdicts, for dedup (pruned to the dedup window).
     rules: Vec<(RuleId, u64)>,
 }
@@ -109,7 +113,7 @@ struct Pass<'a> {
     /// seq); stale entries are re-pushed or dropped when they come up.
     deadlines: BinaryHeap<Reverse<(u64, u64, u64)>>,
     /// Finished traces waiting for earlier ones (shaped when written).
-    done: BTreeMap<Key, Open>,
+    done: BTreeMap<Key, Box<Open>>,
     /// The latest event time seen.
     watermark: u64,
     last_written: Option<Key>,
@@ -236,7 +240,7 @@ impl<'a> Pass<'a> {
                     self.done.insert(key, o);
                 }
                 state.seq += 1;
-                state.open = Some(Open::start(self.recording.clone(), skb, r, row));
+                state.open = Some(Box::new(Open::start(self.recording.clone(), skb, r, row)));
                 self.open.insert((ts, skb, state.seq));
                 let soonest = ts.saturating_add(timeout.min(free_gap));
                 self.deadlines.push(Reverse((soonest, skb, state.seq)));
@@ -301,7 +305,7 @@ impl<'a> Pass<'a> {
                 self.notes.out_of_order += 1;
             }
             self.last_written = Some(self.last_written.map_or(key, |l| l.max(key)));
-            emit(finish(self.lk, done, 0));
+            emit(finish(self.lk, *done, 0));
         }
     }
 
@@ -318,7 +322,22 @@ impl<'a> Pass<'a> {
     }
 }
 
-/// A recording's events, decoded on another thread, in file order.
+/// The events schema cut down to [`ROW_COLUMNS`]: the other columns are
+/// not decoded at all.
+fn row_schema() -> Result<arrow::datatypes::SchemaRef, TracesError> {
+    let schema = events_schema();
+    let indices = ROW_COLUMNS
+        .iter()
+        .map(|name| schema.index_of(name))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(TracesError::Arrow)?;
+    Ok(Arc::new(
+        schema.project(&indices).map_err(TracesError::Arrow)?,
+    ))
+}
+
+/// A recording's events (the columns traces need), decoded on another
+/// thread, in file order.
 fn decode(rec: &Recording) -> Receiver<Result<Rows, TracesError>> {
     let (tx, rx) = sync_channel(4);
     let segments = rec.event_segments.clone();
@@ -326,7 +345,13 @@ fn decode(rec: &Recording) -> Receiver<Result<Rows, TracesError>> {
     let spawned = std::thread::Builder::new()
         .name("events-decode".into())
         .spawn(move || {
-            let schema = events_schema();
+            let schema = match row_schema() {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            };
             let mut interner = Interner::default();
             let mut send = |batch: Result<RecordBatch, TracesError>| {
                 let rows = batch.and_then(|b| {
@@ -349,7 +374,16 @@ fn decode(rec: &Recording) -> Receiver<Result<Rows, TracesError>> {
                         source,
                     })
                     .and_then(|f| ParquetRecordBatchReaderBuilder::try_new(f).map_err(parquet_err))
-                    .and_then(|b| b.with_batch_size(BATCH_ROWS).build().map_err(parquet_err));
+                    .and_then(|b| {
+                        let mask = ProjectionMask::columns(
+                            b.parquet_schema(),
+                            ROW_COLUMNS.iter().copied(),
+                        );
+                        b.with_projection(mask)
+                            .with_batch_size(BATCH_ROWS)
+                            .build()
+                            .map_err(parquet_err)
+                    });
                 let reader = match reader {
                     Ok(r) => r,
                     Err(e) => {
