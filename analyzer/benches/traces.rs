@@ -64,8 +64,13 @@ fn main() {
         .map(|a| a.parse().expect("EVENTS must be a number"))
         .unwrap_or(10_000_000);
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    // v2: events at about 5 M/s (v1 packed them 5 ns apart).
-    let dir = root.join(format!("target/bench-recording-v2-{events}"));
+    // v2: events at about 5 M/s (v1 packed them 5 ns apart). The schema
+    // version is in the name: DuckDB reads the files as they are, and the
+    // SQL names every column of the current schema.
+    let dir = root.join(format!(
+        "target/bench-recording-v2-schema{}-{events}",
+        nft_schema::SCHEMA_VERSION
+    ));
     let spec = Spec {
         events,
         ..Spec::default()

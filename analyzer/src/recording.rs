@@ -105,9 +105,20 @@ impl Recording {
             ));
         }
         let files = list_dir(dir)?;
-        let event_segments = closed_segments(dir, &files, names::EVENTS, &manifest.segments)?;
-        let nftrace_segments =
-            closed_segments(dir, &files, names::NFTRACE, &manifest.nftrace_segments)?;
+        let event_segments = closed_segments(
+            dir,
+            &files,
+            names::EVENTS,
+            &manifest.segments,
+            &mut warnings,
+        )?;
+        let nftrace_segments = closed_segments(
+            dir,
+            &files,
+            names::NFTRACE,
+            &manifest.nftrace_segments,
+            &mut warnings,
+        )?;
         let open_events = open_segment(dir, &files, names::EVENTS, &mut warnings)?;
         let open_nftrace = open_segment(dir, &files, names::NFTRACE, &mut warnings)?;
         for dim in [
@@ -188,12 +199,16 @@ fn list_dir(dir: &Path) -> Result<Vec<String>, OpenError> {
 
 /// `<table>-NNNNNN.parquet` files, in order. Every segment the manifest lists
 /// must be there; a segment closed after the manifest's last rewrite (a
-/// recorder killed in between) is found by its name and used too.
+/// recorder killed in between) is found by its name and used too. So are the
+/// parts of an interrupted recording's open segment
+/// (`<table>-NNNNNN.part-KKKKKK.parquet`, complete Parquet files), unless
+/// their segment exists (killed while removing them).
 fn closed_segments(
     dir: &Path,
     files: &[String],
     table: &str,
     listed: &[String],
+    warnings: &mut Vec<String>,
 ) -> Result<Vec<PathBuf>, OpenError> {
     for name in listed {
         if !files.contains(name) {
@@ -203,12 +218,39 @@ fn closed_segments(
         }
     }
     let mut out = Vec::new();
-    for name in files.iter().filter(|f| is_segment(f, table, ".parquet")) {
-        let path = dir.join(name);
-        check_parquet(&path)?;
-        out.push(path);
+    let mut parts = 0;
+    for name in files {
+        let segment = match part_of(name, table) {
+            Some(segment) if files.iter().any(|f| f == &segment) => continue,
+            Some(_) => {
+                parts += 1;
+                true
+            }
+            None => is_segment(name, table, ".parquet"),
+        };
+        if segment {
+            let path = dir.join(name);
+            check_parquet(&path)?;
+            out.push(path);
+        }
+    }
+    if parts > 0 {
+        warnings.push(format!(
+            "{}: the open {table} segment of an interrupted recording: {parts} part(s) read",
+            dir.display()
+        ));
     }
     Ok(out)
+}
+
+/// The segment file a part belongs to: `events-000003.part-000002.parquet`
+/// -> `events-000003.parquet`.
+fn part_of(file: &str, table: &str) -> Option<String> {
+    let (segment, part) = file.strip_suffix(".parquet")?.split_once(".part-")?;
+    let named = is_segment(&format!("{segment}.parquet"), table, ".parquet")
+        && !part.is_empty()
+        && part.bytes().all(|b| b.is_ascii_digit());
+    named.then(|| format!("{segment}.parquet"))
 }
 
 fn is_segment(file: &str, table: &str, ext: &str) -> bool {

@@ -147,3 +147,46 @@ fn a_truncated_open_segment_gives_the_rows_before_the_damage() {
     assert_eq!(traces.len(), 101);
     assert!(summary.partial);
 }
+
+/// An interrupted recording of schema 4: the open segment's parts are
+/// complete Parquet files and are read, unless their segment exists (the
+/// recorder was killed while removing them after the merge).
+#[test]
+fn the_parts_of_an_open_segment_are_read_once() {
+    let mut f = Fixture::new("parts");
+    f.events(&[
+        tcp(START_NS, 0x1, "net:netif_receive_skb", 1),
+        tcp(START_NS + 10, 0x2, "net:netif_receive_skb", 1),
+    ]);
+    f.manifest.ended_cleanly = false;
+    f.manifest.end = "running".into();
+    f.manifest.stopped_ns = None;
+    let dir = f.finish();
+    let segment = dir.join("events-000001.parquet");
+    // Leftovers of segment 1, merged already: ignored.
+    std::fs::copy(&segment, dir.join("events-000001.part-000001.parquet")).unwrap();
+    // Segment 2, open at the kill: two parts, and the part being encoded.
+    std::fs::copy(&segment, dir.join("events-000002.part-000001.parquet")).unwrap();
+    std::fs::copy(&segment, dir.join("events-000002.part-000002.parquet")).unwrap();
+    std::fs::write(dir.join("events-000002.part-000003.parquet.tmp"), b"PAR1").unwrap();
+    let catalog = open(&[&dir]);
+    let warnings: Vec<&str> = catalog.warnings().collect();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("open events segment") && w.contains("2 part(s)")),
+        "{warnings:?}"
+    );
+    let batches = sql(&[&dir], "SELECT count(*) AS n FROM events");
+    let n = arrow::util::pretty::pretty_format_batches(&batches)
+        .unwrap()
+        .to_string();
+    assert!(n.contains("| 6 |"), "segment 1 and two parts: {n}");
+    let (traces, summary) = run_traces(&[&dir], Params::default());
+    assert_eq!(
+        traces.len(),
+        2,
+        "copies of an event fall in their packet's trace"
+    );
+    assert!(summary.partial);
+}

@@ -1,6 +1,6 @@
 //! Benchmark of the recorder's userspace path: raw `SkbEvent`s -> Arrow
-//! batches -> open segment (LZ4 IPC crash copy + Parquet encoder) -> closed
-//! zstd Parquet segment, on one core (the writer thread's whole job), with a
+//! batches -> the open segment's parts (complete zstd Parquet files) ->
+//! closed segment (the parts' row groups copied into one file), on one core (the writer thread's whole job), with a
 //! realistic event mix. Run:
 //!
 //!     cargo bench -p nft-recorder --bench writer [-- EVENTS]
@@ -140,7 +140,7 @@ fn main() {
     let secs = total.as_secs_f64();
     println!("events             {n}");
     println!(
-        "raw -> open seg.   {:.2} s ({:.2} M events/s)",
+        "raw -> parts       {:.2} s ({:.2} M events/s)",
         encode.as_secs_f64(),
         n as f64 / encode.as_secs_f64() / 1e6
     );
@@ -154,7 +154,7 @@ fn main() {
         bytes as f64 / n as f64
     );
     println!(
-        "open segment       {open_bytes} ({:.1} bytes/event as the IPC crash copy)",
+        "open segment       {open_bytes} ({:.2} bytes/event as parts)",
         open_bytes as f64 / n as f64
     );
     println!(

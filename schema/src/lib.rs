@@ -26,4 +26,4 @@ pub mod tables;
 
 /// Version of the recording format (raw events, Parquet tables, manifest).
 /// The analyzer refuses recordings with a newer version.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;

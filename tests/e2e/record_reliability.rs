@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
-use nft_recorder::writer::segments::recover_open_segments;
+use nft_recorder::writer::merge::recover_open_segments;
 use nft_tests::{
     duckdb_i64, kernel_lock, recording_dir, run, run_bin, start_recorder, workspace_bin, TwoHosts,
 };
@@ -175,15 +175,16 @@ fn kill_9_loses_at_most_the_last_flush_interval() {
         "events segment(s) + probes + drop_reasons: {closed}"
     );
     // The analyzer reads the killed recording as it is: closed segments plus
-    // the LZ4 IPC crash copy; the open segment's footer-less
-    // `.parquet.tmp` is not a segment.
+    // the open segment's parts, complete Parquet files closed at each flush.
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     assert!(
-        std::fs::read_dir(&dir).unwrap().any(|e| e
-            .unwrap()
-            .file_name()
-            .to_string_lossy()
-            .ends_with(".parquet.tmp")),
-        "the open segment's Parquet is encoded as batches arrive"
+        names
+            .iter()
+            .any(|n| n.contains(".part-") && n.ends_with(".parquet")),
+        "the open segment's flushed rows are in parts: {names:?}"
     );
     let query = "SELECT count(*) AS n FROM events WHERE icmp_type = 8 AND len = 328";
     let out = run_bin(
@@ -197,7 +198,14 @@ fn kill_9_loses_at_most_the_last_flush_interval() {
         ],
     );
     assert_eq!(out.trim(), "n\n20");
-    recover_open_segments(&dir).unwrap();
+    let recovered = recover_open_segments(&dir).unwrap();
+    assert_eq!(recovered.len(), 1, "the open segment: {recovered:?}");
+    let left: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".part-") || n.ends_with(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "merged and removed: {left:?}");
     // Every echo request (len 20 + 8 + 300) sent before the kill is there.
     let echo = duckdb_i64(
         &dir,

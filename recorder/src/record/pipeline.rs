@@ -162,6 +162,7 @@ pub fn spawn_writer(
                     last_flush = Instant::now();
                 }
                 let rotate = segments.open_rows() >= limits.segment_rows
+                    || segments.parts_full()
                     || (segments.open_rows() > 0
                         && segment_started.elapsed() >= limits.segment_interval);
                 if rotate {

@@ -7,6 +7,7 @@ pub mod batch;
 pub mod dims;
 pub mod kallsyms;
 pub mod manifest;
+pub mod merge;
 pub mod nft_names;
 pub mod nftrace_batch;
 pub mod segments;

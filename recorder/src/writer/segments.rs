@@ -1,27 +1,27 @@
 //! Event segments that survive `kill -9`.
 //!
-//! The open segment is written twice as batches arrive: as an Arrow IPC
-//! stream (`events-NNNNNN.arrows`), flushed every flush interval, so a
-//! killed recorder leaves it readable up to the last complete batch; and
-//! into a Parquet encoder whose output goes to `events-NNNNNN.parquet.tmp`.
-//! When the segment is closed (rotation or stop) the encoder writes its
-//! footer, the file is synced and renamed to `events-NNNNNN.parquet`
-//! atomically, and the IPC file is removed. Encoding as batches arrive
-//! saves reading the IPC stream back on close (a third of the writer's time
-//! before). So a reader only ever sees complete Parquet files, plus at most
-//! one `.arrows` file from an interrupted run, which
-//! [`recover_open_segments`] converts (the unfinished `.parquet.tmp` it
-//! leaves is overwritten).
+//! The open segment is a run of *parts*: complete Parquet files
+//! (`events-NNNNNN.part-KKKKKK.parquet`), each written to a `.tmp` name and
+//! renamed when it closes: at every flush interval, or at [`PART_ROWS`]
+//! rows. A killed recorder so leaves only complete files, and loses at most
+//! what arrived since the last flush. When the segment closes (rotation or
+//! stop), its parts become one `events-NNNNNN.parquet` (`merge.rs`): their
+//! row groups are copied as they are, without decoding, or, when the parts
+//! are small (a quiet recording flushes a few rows a second), re-encoded
+//! into large row groups. Temporary file, sync, atomic rename, then the
+//! parts are removed; a reader ignores the parts of a segment whose file
+//! exists.
+//!
+//! Before, the open segment was written twice, as an LZ4 Arrow IPC crash
+//! copy next to the Parquet encoder: the copy was a quarter of the writer's
+//! time (docs/benchmarks.md). Recordings of schema 3 and older may still
+//! hold such an `.arrows` file; the analyzer reads it.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use arrow::datatypes::{DataType, SchemaRef};
-use arrow::ipc::reader::StreamReader;
-use arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
-use arrow::ipc::CompressionType;
 use arrow::record_batch::RecordBatch;
 use nft_schema::columns::events;
 use nft_schema::tables::events_schema;
@@ -29,6 +29,18 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
+
+use super::merge::{merge_parts, remove};
+
+/// A part closes when it would grow past this many rows: one row group.
+/// Parts of at least an eighth of this, on average, are concatenated when
+/// their segment closes; smaller ones are re-encoded (`merge.rs`).
+pub const PART_ROWS: u64 = 1 << 20;
+
+/// An open segment with this many parts is closed (rotated) at the next
+/// opportunity, so a long, quiet recording (nftrace, one segment) does not
+/// pile up part files.
+pub const MAX_PARTS: usize = 256;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SegmentError {
@@ -108,28 +120,35 @@ pub fn parquet_properties() -> WriterProperties {
     builder.build()
 }
 
-/// The crash copy is LZ4-compressed: most of an event's columns are null or
-/// repeat, so it shrinks from 131 to 10 bytes/event (an open segment counts
-/// against `--max-bytes`), and writing less is faster than compressing
-/// costs (writer bench).
-fn ipc_options() -> IpcWriteOptions {
-    IpcWriteOptions::default()
-        .try_with_compression(Some(CompressionType::LZ4_FRAME))
-        .expect("arrow built with ipc_compression")
+pub(super) fn segment_name(table: &str, index: u32, ext: &str) -> String {
+    format!("{table}-{index:06}.{ext}")
 }
 
-fn segment_name(table: &str, index: u32, ext: &str) -> String {
-    format!("{table}-{index:06}.{ext}")
+/// `<table>-NNNNNN.part-KKKKKK.parquet`: part `part` of segment `index`.
+pub(super) fn part_name(table: &str, index: u32, part: u32) -> String {
+    format!("{table}-{index:06}.part-{part:06}.parquet")
+}
+
+/// A closed part: a complete Parquet file.
+pub(super) struct Part {
+    pub path: PathBuf,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+/// The part being encoded.
+struct CurrentPart {
+    /// Where it is encoded, and the name it gets when complete.
+    tmp: PathBuf,
+    path: PathBuf,
+    writer: ArrowWriter<File>,
+    rows: u64,
 }
 
 struct OpenSegment {
     index: u32,
-    /// The IPC stream: what a `kill -9` leaves.
-    path: PathBuf,
-    writer: StreamWriter<BufWriter<File>>,
-    /// The Parquet file being encoded, renamed when the segment closes.
-    parquet_tmp: PathBuf,
-    parquet: ArrowWriter<File>,
+    parts: Vec<Part>,
+    current: Option<CurrentPart>,
     rows: u64,
 }
 
@@ -144,6 +163,8 @@ pub struct SegmentWriter {
     /// Closed segments (file names), oldest first, with their sizes.
     closed: Vec<(String, u64)>,
     rows_written: u64,
+    /// [`PART_ROWS`]; smaller in tests.
+    part_rows: u64,
 }
 
 impl SegmentWriter {
@@ -162,74 +183,71 @@ impl SegmentWriter {
             open: None,
             closed: Vec::new(),
             rows_written: 0,
+            part_rows: PART_ROWS,
         }
     }
 
     /// Appends a batch to the open segment (opening one if needed).
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), SegmentError> {
-        if self.open.is_none() {
+        let n = batch.num_rows() as u64;
+        let open = self.open.get_or_insert_with(|| {
             let index = self.next_index;
             self.next_index += 1;
-            let path = self.dir.join(segment_name(self.table, index, "arrows"));
-            let file = create_private(&path)?;
-            let writer = StreamWriter::try_new_with_options(
-                BufWriter::new(file),
-                &self.schema,
-                ipc_options(),
-            )
-            .map_err(|source| SegmentError::Arrow {
-                path: path.clone(),
-                source,
-            })?;
-            let parquet_tmp = self
-                .dir
-                .join(segment_name(self.table, index, "parquet.tmp"));
-            let parquet = ArrowWriter::try_new(
-                create_private(&parquet_tmp)?,
+            OpenSegment {
+                index,
+                parts: Vec::new(),
+                current: None,
+                rows: 0,
+            }
+        });
+        if open
+            .current
+            .as_ref()
+            .is_some_and(|c| c.rows > 0 && c.rows + n > self.part_rows)
+        {
+            close_part(open)?;
+        }
+        if open.current.is_none() {
+            let number = open.parts.len() as u32 + 1;
+            let path = self.dir.join(part_name(self.table, open.index, number));
+            let tmp = path.with_extension("parquet.tmp");
+            let writer = ArrowWriter::try_new(
+                create_private(&tmp)?,
                 self.schema.clone(),
                 Some(parquet_properties()),
             )
             .map_err(|source| SegmentError::Parquet {
-                path: parquet_tmp.clone(),
+                path: tmp.clone(),
                 source,
             })?;
-            self.open = Some(OpenSegment {
-                index,
+            open.current = Some(CurrentPart {
+                tmp,
                 path,
                 writer,
-                parquet_tmp,
-                parquet,
                 rows: 0,
             });
         }
-        let open = self.open.as_mut().expect("opened above");
-        open.writer
-            .write(batch)
-            .map_err(|source| SegmentError::Arrow {
-                path: open.path.clone(),
-                source,
-            })?;
-        open.parquet
+        let current = open.current.as_mut().expect("opened above");
+        current
+            .writer
             .write(batch)
             .map_err(|source| SegmentError::Parquet {
-                path: open.parquet_tmp.clone(),
+                path: current.tmp.clone(),
                 source,
             })?;
-        open.rows += batch.num_rows() as u64;
-        self.rows_written += batch.num_rows() as u64;
+        current.rows += n;
+        open.rows += n;
+        self.rows_written += n;
         Ok(())
     }
 
-    /// Pushes the open segment to the kernel (what a `kill -9` keeps).
+    /// Makes everything written so far survive a `kill -9`: the part being
+    /// encoded is closed (a complete file; the next batch starts another).
     pub fn flush(&mut self) -> Result<(), SegmentError> {
         if let Some(open) = self.open.as_mut() {
-            open.writer
-                .get_mut()
-                .flush()
-                .map_err(|source| SegmentError::Io {
-                    path: open.path.clone(),
-                    source,
-                })?;
+            if open.current.as_ref().is_some_and(|c| c.rows > 0) {
+                close_part(open)?;
+            }
         }
         Ok(())
     }
@@ -244,28 +262,39 @@ impl SegmentWriter {
         self.open.as_ref().map_or(0, |o| o.rows)
     }
 
+    /// Whether the open segment has [`MAX_PARTS`] parts: time to rotate.
+    pub fn parts_full(&self) -> bool {
+        self.open
+            .as_ref()
+            .is_some_and(|o| o.parts.len() >= MAX_PARTS)
+    }
+
     pub fn rows_written(&self) -> u64 {
         self.rows_written
     }
 
-    /// Closes the open segment into Parquet. Returns its file name.
+    /// Closes the open segment: its parts become one Parquet file. Returns
+    /// its file name.
     pub fn rotate(&mut self) -> Result<Option<String>, SegmentError> {
-        let Some(open) = self.open.take() else {
+        let Some(mut open) = self.open.take() else {
             return Ok(None);
         };
-        // The IPC stream is only a crash copy now: drop it unfinished.
-        drop(open.writer);
-        let tmp = open.parquet_tmp;
-        let file = open
-            .parquet
-            .into_inner()
-            .map_err(|source| SegmentError::Parquet {
-                path: tmp.clone(),
-                source,
-            })?;
+        match open.current.take() {
+            // An empty part is kept only when it is all there is (an empty
+            // table still gets a segment).
+            Some(c) if c.rows == 0 && !open.parts.is_empty() => {
+                drop(c.writer);
+                remove(&c.tmp)?;
+            }
+            Some(c) => {
+                open.current = Some(c);
+                close_part(&mut open)?;
+            }
+            None => {}
+        }
         let name = segment_name(self.table, open.index, "parquet");
-        let bytes = commit_parquet(file, &tmp, &self.dir.join(&name))?;
-        remove(&open.path)?;
+        let path = self.dir.join(&name);
+        let bytes = merge_parts(&open.parts, &path, &self.schema, self.part_rows)?;
         self.closed.push((name.clone(), bytes));
         Ok(Some(name))
     }
@@ -275,13 +304,15 @@ impl SegmentWriter {
         self.closed.iter().map(|c| c.0.clone()).collect()
     }
 
-    /// Bytes on disk: closed segments plus the open one.
+    /// Bytes on disk: closed segments plus the open one's parts and what
+    /// its encoder has written.
     pub fn bytes_on_disk(&self) -> u64 {
-        let open = self
-            .open
-            .as_ref()
-            .and_then(|o| std::fs::metadata(&o.path).ok())
-            .map_or(0, |m| m.len());
+        let open = self.open.as_ref().map_or(0, |o| {
+            o.parts.iter().map(|p| p.bytes).sum::<u64>()
+                + o.current
+                    .as_ref()
+                    .map_or(0, |c| c.writer.bytes_written() as u64)
+        });
         self.closed.iter().map(|c| c.1).sum::<u64>() + open
     }
 
@@ -297,85 +328,181 @@ impl SegmentWriter {
     }
 }
 
-/// Rewrites an IPC stream as Parquet (temporary file, sync, atomic rename),
-/// then removes the stream. Reads every complete batch; a stream cut short by
-/// a kill ends at its last complete batch. Returns (rows, Parquet bytes).
-pub fn ipc_to_parquet(ipc: &Path, parquet: &Path) -> Result<(u64, u64), SegmentError> {
-    let arrow_err = |source| SegmentError::Arrow {
-        path: ipc.to_owned(),
-        source,
+/// Finishes the part being encoded (footer) and gives it its name.
+fn close_part(open: &mut OpenSegment) -> Result<(), SegmentError> {
+    let Some(c) = open.current.take() else {
+        return Ok(());
     };
-    let input = File::open(ipc).map_err(|source| SegmentError::Io {
-        path: ipc.to_owned(),
-        source,
-    })?;
-    let reader = StreamReader::try_new(std::io::BufReader::new(input), None).map_err(arrow_err)?;
-    let schema = reader.schema();
-    let tmp = parquet.with_extension("parquet.tmp");
-    let out = create_private(&tmp)?;
-    let pq_err = |source| SegmentError::Parquet {
-        path: tmp.clone(),
-        source,
-    };
-    let mut writer =
-        ArrowWriter::try_new(out, schema, Some(parquet_properties())).map_err(pq_err)?;
-    let mut rows = 0u64;
-    for batch in reader {
-        // A truncated tail (killed mid-write) ends the stream here.
-        let Ok(batch) = batch else { break };
-        rows += batch.num_rows() as u64;
-        writer.write(&batch).map_err(pq_err)?;
-    }
-    let file = writer.into_inner().map_err(pq_err)?;
-    let bytes = commit_parquet(file, &tmp, parquet)?;
-    remove(ipc)?;
-    Ok((rows, bytes))
-}
-
-/// Syncs a finished Parquet file and renames it into place atomically.
-/// Returns its size.
-fn commit_parquet(file: File, tmp: &Path, parquet: &Path) -> Result<u64, SegmentError> {
-    file.sync_all().map_err(|source| SegmentError::Io {
-        path: tmp.to_owned(),
-        source,
-    })?;
+    let file = c
+        .writer
+        .into_inner()
+        .map_err(|source| SegmentError::Parquet {
+            path: c.tmp.clone(),
+            source,
+        })?;
     let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
-    std::fs::rename(tmp, parquet).map_err(|source| SegmentError::Io {
-        path: parquet.to_owned(),
+    drop(file);
+    // No sync: like a write, a rename survives the process; the segment
+    // made from the parts is synced.
+    std::fs::rename(&c.tmp, &c.path).map_err(|source| SegmentError::Io {
+        path: c.path.clone(),
         source,
     })?;
-    Ok(bytes)
+    open.parts.push(Part {
+        path: c.path,
+        rows: c.rows,
+        bytes,
+    });
+    Ok(())
 }
 
-fn remove(path: &Path) -> Result<(), SegmentError> {
-    std::fs::remove_file(path).map_err(|source| SegmentError::Io {
-        path: path.to_owned(),
-        source,
-    })
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::writer::batch::{events_batch, Names};
+    use crate::writer::merge::recover_open_segments;
+    use arrow::array::{AsArray, RecordBatch};
+    use arrow::datatypes::UInt64Type;
+    use nft_schema::raw::{EventKind, SkbEvent};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-/// Converts the `.arrows` segment(s) a killed recorder left into Parquet.
-/// Returns the Parquet file names created.
-pub fn recover_open_segments(dir: &Path) -> Result<Vec<String>, SegmentError> {
-    let mut recovered = Vec::new();
-    let entries = std::fs::read_dir(dir).map_err(|source| SegmentError::Io {
-        path: dir.to_owned(),
-        source,
-    })?;
-    let mut open: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "arrows"))
-        .collect();
-    open.sort();
-    for ipc in open {
-        let parquet = ipc.with_extension("parquet");
-        ipc_to_parquet(&ipc, &parquet)?;
-        recovered.push(
-            parquet
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-        );
+    fn batch(first_ts: u64, n: usize) -> RecordBatch {
+        let events: Vec<SkbEvent> = (0..n as u64)
+            .map(|i| SkbEvent {
+                ts_ns: first_ts + i,
+                skb: 0xffff_8880_0000_0000 + (i % 64) * 256,
+                probe_id: (i % 3) as u32,
+                ip_version: 4,
+                l4_proto: 17,
+                saddr: [
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0xff,
+                    0xff,
+                    10,
+                    0,
+                    0,
+                    (i % 7) as u8,
+                ],
+                kind: EventKind::Tracepoint as u8,
+                ..Default::default()
+            })
+            .collect();
+        events_batch(&events, &[], &Names::default()).unwrap()
     }
-    Ok(recovered)
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("nft-seg-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn files(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// (timestamps in file order, row groups, schema) of a Parquet file.
+    fn read(path: &Path) -> (Vec<u64>, usize, SchemaRef) {
+        let b = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap()).unwrap();
+        let groups = b.metadata().num_row_groups();
+        let schema = b.schema().clone();
+        let mut ts = Vec::new();
+        for batch in b.build().unwrap() {
+            let batch = batch.unwrap();
+            let col = batch.column_by_name(events::TS_NS).unwrap();
+            ts.extend(col.as_primitive::<UInt64Type>().values().iter());
+        }
+        (ts, groups, schema)
+    }
+
+    /// Flushes make small parts; closing re-encodes them into one row group.
+    /// Parts of a full size are copied row group by row group. Both keep
+    /// every row in order and the Arrow schema (dictionary columns).
+    #[test]
+    fn parts_merge_into_one_segment_by_copy_or_reencoding() {
+        let d = dir("merge");
+        let mut w = SegmentWriter::new(&d);
+        for i in 0..5u64 {
+            w.write(&batch(i * 100, 100)).unwrap();
+            w.flush().unwrap();
+        }
+        let parts = files(&d).iter().filter(|f| f.contains(".part-")).count();
+        assert_eq!(parts, 5, "{:?}", files(&d));
+        assert_eq!(
+            w.rotate().unwrap().as_deref(),
+            Some("events-000001.parquet")
+        );
+        let (ts, groups, schema) = read(&d.join("events-000001.parquet"));
+        assert_eq!(ts, (0..500).collect::<Vec<_>>());
+        assert_eq!(groups, 1, "small parts are re-encoded together");
+        assert_eq!(schema.fields(), events_schema().fields());
+
+        // Three full parts: each write closes the one before.
+        w.part_rows = 4096;
+        let big = 4096;
+        for i in 0..3u64 {
+            w.write(&batch(1_000_000 + i * 4096, big)).unwrap();
+        }
+        assert_eq!(
+            w.rotate().unwrap().as_deref(),
+            Some("events-000002.parquet")
+        );
+        let (ts, groups, schema) = read(&d.join("events-000002.parquet"));
+        assert_eq!(ts.len(), 3 * big);
+        assert!(ts.windows(2).all(|w| w[1] == w[0] + 1), "in order");
+        assert_eq!(groups, 3, "large parts are copied as they are");
+        assert_eq!(schema.fields(), events_schema().fields());
+        assert_eq!(
+            files(&d),
+            ["events-000001.parquet", "events-000002.parquet"],
+            "parts removed"
+        );
+        assert_eq!(w.rows_written(), 500 + 3 * 4096);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// What `kill -9` leaves (flushed parts, a part being encoded) is read
+    /// as parts, and recovery merges the flushed ones into the segment.
+    #[test]
+    fn a_killed_writer_leaves_complete_parts() {
+        let d = dir("kill");
+        let mut w = SegmentWriter::new(&d);
+        w.write(&batch(0, 10)).unwrap();
+        w.flush().unwrap();
+        w.write(&batch(10, 10)).unwrap();
+        w.flush().unwrap();
+        w.write(&batch(20, 10)).unwrap();
+        // No flush: these 10 rows are what a kill loses.
+        std::mem::forget(w);
+        assert_eq!(
+            files(&d),
+            [
+                "events-000001.part-000001.parquet",
+                "events-000001.part-000002.parquet",
+                "events-000001.part-000003.parquet.tmp",
+            ]
+        );
+        assert_eq!(
+            recover_open_segments(&d).unwrap(),
+            ["events-000001.parquet"]
+        );
+        assert_eq!(files(&d), ["events-000001.parquet"]);
+        let (ts, _, _) = read(&d.join("events-000001.parquet"));
+        assert_eq!(ts, (0..20).collect::<Vec<_>>());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
 }

@@ -180,6 +180,9 @@ fn receive(
         let mut w = writer.lock().expect("nftrace writer lock");
         w.write(&batch)?;
         w.flush()?;
+        if w.parts_full() {
+            w.rotate()?;
+        }
         rows.clear();
         Ok(())
     };
