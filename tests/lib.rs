@@ -389,18 +389,25 @@ pub fn firewall_traffic(hosts: &TwoHosts) {
         .expect("spawn the listener");
     let mut ready = [0u8; 9];
     std::io::Read::read_exact(listener.stdout.as_mut().unwrap(), &mut ready).unwrap();
+    // Steps 200 ms apart: a trace timeout shorter than that keeps packets
+    // whose free tracepoints miss (TCP's) out of the next packet's trace.
+    let pause = || std::thread::sleep(std::time::Duration::from_millis(200));
     hosts
         .a
         .exec("ping", &["-q", "-c", "3", "-i", "0.1", b])
         .unwrap();
+    pause();
     let _ = hosts.a.exec("nc", &["-z", "-w", "1", b, "9"]);
+    pause();
     let connected = hosts.a.exec("nc", &["-z", "-w", "2", b, "80"]);
     assert!(connected.is_ok(), "TCP to the open port: {connected:?}");
     assert!(
         listener.wait().unwrap().success(),
         "the listener saw no connection"
     );
+    pause();
     let _ = hosts.a.exec("nc", &["-z", "-w", "1", b, "81"]);
+    pause();
     let udp = format!("echo x > /dev/udp/{b}/5353");
     let _ = hosts.a.exec("bash", &["-c", &udp]);
 }

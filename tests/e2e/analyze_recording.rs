@@ -19,12 +19,34 @@ fn traces_of_a_real_recording_match_nft_monitor_trace_and_duckdb() {
     let (dir, monitor) = record_firewall(&hosts, "analyze", &[&hosts.a.name, &hosts.b.name]);
     let rec = dir.to_str().unwrap();
 
-    let doc: Value = serde_json::from_str(&analyzer(&["traces", rec, "--format", "json"])).unwrap();
+    // Tracepoints do not see TCP free its own skbs (`__kfree_skb`), so with
+    // the default 5 s timeout a packet that reuses such an address (the slab
+    // hands it to the next packet) would join the TCP packet's trace. The
+    // traffic steps are 200 ms apart (`firewall_traffic`); a 100 ms timeout
+    // keeps one packet per trace. With functions (kprobe/fentry) the free is
+    // seen and the default is enough.
+    const TIMEOUT: &str = "100ms";
+    let doc: Value = serde_json::from_str(&analyzer(&[
+        "traces",
+        rec,
+        "--format",
+        "json",
+        "--timeout",
+        TIMEOUT,
+    ]))
+    .unwrap();
     let traces = doc["traces"].as_array().unwrap();
     // The streaming engine (default) builds exactly the traces the SQL
     // definition does, on a real recording.
     let by_sql: Value = serde_json::from_str(&analyzer(&[
-        "traces", rec, "--format", "json", "--engine", "sql",
+        "traces",
+        rec,
+        "--format",
+        "json",
+        "--engine",
+        "sql",
+        "--timeout",
+        TIMEOUT,
     ]))
     .unwrap();
     assert_eq!(doc["traces"], by_sql["traces"], "streaming vs SQL engine");
@@ -135,7 +157,16 @@ fn traces_of_a_real_recording_match_nft_monitor_trace_and_duckdb() {
     assert_eq!(udp[0]["end"], "dropped");
 
     // --verdict drop selects exactly those.
-    let dropped = analyzer(&["traces", rec, "--format", "ndjson", "--verdict", "drop"]);
+    let dropped = analyzer(&[
+        "traces",
+        rec,
+        "--format",
+        "ndjson",
+        "--verdict",
+        "drop",
+        "--timeout",
+        TIMEOUT,
+    ]);
     assert_eq!(dropped.lines().count(), port9.len() + 1, "{dropped}");
 
     // The shipped queries: DataFusion and DuckDB agree on the same files.
