@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,8 +11,10 @@ use clap::{Args, Parser, Subcommand};
 use nft_recorder::record::{
     filter::FilterArgs,
     functions::{BackendChoice, Mode},
-    record, NftHooks, RecordOptions,
+    NftHooks, Ready, RecordOptions, Session,
 };
+use nft_recorder::stop::StopSignal;
+use nft_schema::tables::values;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -221,23 +222,73 @@ impl RecordArgs {
     }
 }
 
-/// Runs `record` on a blocking thread while tokio waits for SIGINT/SIGTERM.
+/// Says the recording has started: stderr, and systemd's notify socket.
+fn announce(ready: &Ready) {
+    eprintln!(
+        "nft-recorder: recording: {} probe(s) attached ({} not), functions by {} -> {}",
+        ready.probes_attached,
+        ready.probes_failed,
+        ready.backend,
+        ready.dir.display()
+    );
+    for group in ready.failures.iter().take(5) {
+        eprintln!("nft-recorder:   {}", group.line(160));
+    }
+    if ready.failures.len() > 5 {
+        eprintln!(
+            "nft-recorder:   and {} more reasons (the manifest's attach_plan lists every probe)",
+            ready.failures.len() - 5
+        );
+    }
+    if let Err(e) = nft_recorder::sd_notify::notify("READY=1") {
+        tracing::warn!("sd_notify READY=1: {e}");
+    }
+}
+
+/// Runs the session on a blocking thread while tokio waits for signals.
+/// SIGINT, SIGTERM and SIGHUP stop it (even during the attach); a second
+/// one removes the nftables tables and exits at once: the kernel detaches
+/// the probes when the process's descriptors close.
 fn run_record(args: RecordArgs) -> anyhow::Result<ExitCode> {
     let opts = args.into_options()?;
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(StopSignal::new());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
     let summary = runtime.block_on(async {
-        let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("installing the SIGTERM handler")?;
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
         let task_stop = stop.clone();
-        let mut task = tokio::task::spawn_blocking(move || record(&opts, task_stop));
-        let result = tokio::select! {
-            r = &mut task => r,
-            _ = tokio::signal::ctrl_c() => { stop.store(true, Ordering::Release); task.await }
-            _ = sigterm.recv() => { stop.store(true, Ordering::Release); task.await }
+        let mut task = tokio::task::spawn_blocking(move || {
+            let live = opts.live.then(|| nft_recorder::live::stdout_sink(task_stop.clone()));
+            let session = Session::start(opts, task_stop, live)?;
+            announce(&session.ready);
+            session.wait()
+        });
+        let mut signals = 0;
+        let result = loop {
+            tokio::select! {
+                r = &mut task => break r,
+                _ = sigint.recv() => {}
+                _ = sigterm.recv() => {}
+                _ = sighup.recv() => {}
+            }
+            signals += 1;
+            if signals == 1 {
+                stop.request(values::END_SIGNAL);
+                let _ = nft_recorder::sd_notify::notify("STOPPING=1");
+                eprintln!("nft-recorder: stopping (a second signal exits at once)");
+            } else {
+                let failed = nft_recorder::sources::nftrace::guard::remove_every_table();
+                eprintln!(
+                    "nft-recorder: second signal: nftables tables removed{}, exiting without finishing the recording",
+                    if failed.is_empty() { String::new() } else { format!(" (failed: {})", failed.join("; ")) }
+                );
+                std::process::exit(130);
+            }
         };
         anyhow::Ok(result.context("recorder task")?)
     })??;
@@ -251,7 +302,11 @@ fn run_record(args: RecordArgs) -> anyhow::Result<ExitCode> {
         summary.end,
         summary.dir.display()
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(if summary.failed() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {

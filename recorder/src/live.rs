@@ -1,11 +1,29 @@
 //! `--live`: one line per event while recording, pwru-style. Printed on the
 //! drain thread from events already in memory; the writer is not slowed.
+//! When the reader of stdout goes away (`| head -1`), the recording stops
+//! cleanly (`end: stdout-closed`) instead of dying on the closed pipe.
 
-use std::collections::HashMap;
+use std::io::Write;
+use std::sync::Arc;
 
 use nft_schema::raw::SkbEvent;
+use nft_schema::tables::values;
 
+use crate::record::pipeline::LiveSink;
+use crate::stop::StopSignal;
 use crate::writer::batch::addr_text;
+
+/// The `--live` sink: one line per event on stdout.
+pub fn stdout_sink(stop: Arc<StopSignal>) -> LiveSink {
+    let mut out = std::io::LineWriter::new(std::io::stdout());
+    Box::new(move |e, probe| {
+        if writeln!(out, "{}", line(e, probe)).is_ok() {
+            return true;
+        }
+        stop.request(values::END_STDOUT_CLOSED);
+        false
+    })
+}
 
 fn proto_name(p: u8) -> String {
     match p {
@@ -18,8 +36,7 @@ fn proto_name(p: u8) -> String {
 }
 
 /// `ts cpu probe skb len ifindex tuple [reason]`
-pub fn line(e: &SkbEvent, probes: &HashMap<u32, String>) -> String {
-    let probe = probes.get(&e.probe_id).map(String::as_str).unwrap_or("?");
+pub fn line(e: &SkbEvent, probe: &str) -> String {
     let tuple = if e.ip_version == 0 {
         format!("proto={:#06x}", e.protocol)
     } else if matches!(e.l4_proto, 6 | 17) {

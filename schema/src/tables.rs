@@ -27,6 +27,34 @@ pub mod names {
     pub const TRACES: &str = "traces";
 }
 
+/// Values the recorder writes into `probes.kind`, `losses.reason` and the
+/// manifest's `end`: spelled here once, for the recorder and the analyzer.
+pub mod values {
+    /// `probes.kind`: a tracepoint, one kernel function, the bucket every
+    /// function shares for losses, an eBPF nft hook.
+    pub const KIND_TRACEPOINT: &str = "tracepoint";
+    pub const KIND_FUNCTION: &str = "function";
+    pub const KIND_FUNCTIONS: &str = "functions";
+    pub const KIND_NFT: &str = "nft";
+
+    /// `losses.reason` values the recorder's userspace adds (the eBPF
+    /// counters' reasons are named in the recorder's drain module).
+    pub const LOSS_NFTRACE_OVERRUN: &str = "nftrace_overrun";
+    pub const LOSS_MAX_BYTES: &str = "max_bytes";
+
+    /// Manifest `end`: still recording (or killed), then how it ended.
+    /// `error: <reason>` ends a recording that failed.
+    pub const END_RUNNING: &str = "running";
+    pub const END_DURATION: &str = "duration";
+    pub const END_SIGNAL: &str = "signal";
+    pub const END_MAX_BYTES: &str = "max-bytes";
+    /// `--live` output was closed by its reader (`| head`).
+    pub const END_STDOUT_CLOSED: &str = "stdout-closed";
+    /// Stopped by a caller of the session library (the API's DELETE).
+    pub const END_STOPPED: &str = "stopped";
+    pub const END_ERROR_PREFIX: &str = "error: ";
+}
+
 /// The recorder's temporary nftables table (family `inet`) that switches
 /// nftrace on. Its own trace messages are recorded but are not the user's
 /// rules: the analyzer's traces and `verdicts` view leave them out.

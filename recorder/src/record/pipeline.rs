@@ -4,6 +4,7 @@
 //! falls behind, the drain thread blocks, the kernel's ring buffer fills,
 //! and the programs count what they cannot deliver.
 
+use std::collections::HashMap;
 use std::os::fd::RawFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,8 +15,11 @@ use std::time::{Duration, Instant};
 
 use nft_schema::raw::SkbEvent;
 
+use super::session::Counters;
 use crate::drain::{DrainError, Drained, EventReader};
+use crate::stop::StopSignal;
 use crate::writer::batch::{events_batch, Names};
+use crate::writer::quota::Quota;
 use crate::writer::segments::{SegmentError, SegmentWriter};
 
 /// Events per chunk handed from the drain thread to the writer.
@@ -51,8 +55,16 @@ pub struct WriterResult {
     pub dropped_after_limit: u64,
 }
 
-/// `--live` printer, called on the drain thread for each event.
-pub type LiveSink = Box<dyn FnMut(&SkbEvent) + Send>;
+/// Live events (`--live`, the API's WebSocket), called on the drain thread
+/// for each event with its probe's name. Returns false to be dropped (its
+/// reader went away); the recording goes on.
+pub type LiveSink = Box<dyn FnMut(&SkbEvent, &str) -> bool + Send>;
+
+/// A live sink and the probe names it shows.
+pub struct Live {
+    pub sink: LiveSink,
+    pub probes: HashMap<u32, String>,
+}
 
 /// Callback the writer calls after each segment is closed, so the manifest
 /// lists it.
@@ -62,7 +74,8 @@ pub fn spawn_drain(
     mut reader: EventReader,
     tx: SyncSender<WriterMsg>,
     stop: Arc<AtomicBool>,
-    live: Option<LiveSink>,
+    live: Option<Live>,
+    counters: Arc<Counters>,
 ) -> JoinHandle<Result<u64, DrainError>> {
     std::thread::Builder::new()
         .name("nft-drain".into())
@@ -78,12 +91,17 @@ pub fn spawn_drain(
                     wait_readable(fd, Duration::from_millis(100));
                 }
                 let n = reader.drain_into(&mut chunk)?;
-                if let Some(live) = live.as_mut() {
-                    for e in &chunk.events[chunk.len() - n..] {
-                        live(e);
+                if let Some(l) = live.as_mut() {
+                    let keep = chunk.events[chunk.len() - n..].iter().all(|e| {
+                        let probe = l.probes.get(&e.probe_id).map_or("?", String::as_str);
+                        (l.sink)(e, probe)
+                    });
+                    if !keep {
+                        live = None;
                     }
                 }
                 total += n as u64;
+                counters.events.fetch_add(n as u64, Ordering::Relaxed);
                 // Hand over full chunks at once, partial ones at least every
                 // 200 ms so the writer's flush interval holds.
                 if chunk.len() >= CHUNK
@@ -124,13 +142,15 @@ pub fn spawn_writer(
     mut names: Names,
     limits: WriterLimits,
     rx: Receiver<WriterMsg>,
-    stop: Arc<AtomicBool>,
+    stop: Arc<StopSignal>,
     mut on_segment: OnSegment,
+    counters: Arc<Counters>,
 ) -> JoinHandle<Result<WriterResult, SegmentError>> {
     std::thread::Builder::new()
         .name("nft-writer".into())
         .spawn(move || {
             let mut segments = SegmentWriter::new(&dir);
+            let mut quota = Quota::new(&dir);
             let mut result = WriterResult::default();
             let mut last_flush = Instant::now();
             let mut segment_started = Instant::now();
@@ -169,8 +189,11 @@ pub fn spawn_writer(
                     segments.rotate()?;
                     on_segment(&segments.closed());
                 }
+                counters
+                    .bytes
+                    .store(segments.bytes_on_disk(), Ordering::Relaxed);
                 if let Some(max) = limits.max_bytes {
-                    while segments.bytes_on_disk() > max && !result.hit_max_bytes {
+                    while quota.used(&segments) > max && !result.hit_max_bytes {
                         if limits.ring {
                             match segments.remove_oldest()? {
                                 Some(name) => result.deleted_segments.push(name),
@@ -181,7 +204,7 @@ pub fn spawn_writer(
                             // Stop cleanly: ask the recorder to stop; what
                             // is already written stays.
                             result.hit_max_bytes = true;
-                            stop.store(true, Ordering::Release);
+                            stop.request(nft_schema::tables::values::END_MAX_BYTES);
                         }
                     }
                 }

@@ -19,6 +19,7 @@ use nft_schema::raw::{
 
 use super::{chain, AttachError, KernelContext, Source};
 use crate::loader::{LoadError, LoadOptions, LoadedObject};
+use crate::stop::StopSignal;
 
 /// The function `check` attaches to: a landmark of the IPv4 receive path
 /// that every kernel has.
@@ -113,12 +114,15 @@ pub struct Attached {
 }
 
 /// Attaches every function of `probes` with `backend`. Never stops at a
-/// failure: each one is reported with its reason.
+/// failure: each one is reported with its reason. Stops early, leaving the
+/// rest out of the results, once `stop` is requested (a long attach must
+/// not outlast a Ctrl-C).
 pub fn attach_all(
     obj: &mut LoadedObject,
     backend: FunctionBackend,
     probes: &[FunctionProbe],
     btf: Option<&aya::Btf>,
+    stop: &StopSignal,
 ) -> Attached {
     let mut results = Vec::with_capacity(probes.len());
     let mut links = FunctionLinks::default();
@@ -133,7 +137,7 @@ pub fn attach_all(
                 let program = kprobe_program(pos);
                 match load_kprobe(obj, &program) {
                     Ok(prog) => {
-                        for p in group {
+                        for p in group.into_iter().take_while(|_| !stop.requested()) {
                             let r = prog
                                 .attach(&p.name, 0)
                                 .map(drop)
@@ -149,7 +153,7 @@ pub fn attach_all(
             }
         }
         FunctionBackend::Fentry => {
-            for p in probes {
+            for p in probes.iter().take_while(|_| !stop.requested()) {
                 let r = match btf {
                     None => Err(AttachError::NoBtf("fentry").to_string()),
                     Some(btf) => attach_fentry(obj, p, btf)
@@ -235,7 +239,13 @@ impl Source for FunctionSource {
             skb_pos: 1,
             probe_id: nft_schema::raw::PROBE_FUNCTION_BASE + 1,
         };
-        let attached = attach_all(&mut obj, self.0, &[probe], kernel.aya_btf.as_ref());
+        let attached = attach_all(
+            &mut obj,
+            self.0,
+            &[probe],
+            kernel.aya_btf.as_ref(),
+            &StopSignal::new(),
+        );
         match attached.results.into_iter().next() {
             Some((_, Ok(()))) => Ok(format!("attached {}/{CHECK_FUNCTION}", self.name())),
             Some((_, Err(why))) => Err(why),

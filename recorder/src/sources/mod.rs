@@ -9,18 +9,66 @@
 //! | `kprobe_multi` | one kprobe.multi link, many functions (raw `bpf()`) | none yet |
 //! | `nft_hook`   | kprobes on `__nft_trace_packet`, `nft_do_chain` (entry, return) | `ebpf/src/nft.rs`, `nft_chain.rs` |
 //! | `nftrace`    | the kernel's NFNLGRP_NFTRACE netlink | none                 |
+//!
+//! Two traits: [`Source`] is what `check` tries on the running kernel;
+//! [`SessionSource`] is a source's lifecycle inside one recording (start,
+//! stop), with every attach outcome written to one [`ledger::Ledger`].
 
 pub mod function;
+pub mod function_plan;
+pub mod function_recording;
 pub mod kprobe_multi;
+pub mod ledger;
 pub mod nft_hook;
 pub mod nftrace;
 pub mod tracepoint;
 
 use aya::programs::ProgramError;
 
-use crate::loader::LoadError;
+use crate::loader::{LoadError, LoadedObject};
+use crate::stop::StopSignal;
+use crate::writer::batch::Names;
+use ledger::Ledger;
 
-/// One way of seeing packets.
+/// What a source is given to start within one recording.
+pub struct StartContext<'a> {
+    /// The loaded eBPF object every eBPF source attaches programs of.
+    pub obj: &'a mut LoadedObject,
+    pub btf: &'a aya::Btf,
+    /// Where each attach outcome goes.
+    pub ledger: &'a mut Ledger,
+    /// Names the writer resolves (nft tables and chains, kallsyms).
+    pub names: &'a mut Names,
+    /// Set when the recording is asked to stop: a long attach gives up.
+    pub stop: &'a StopSignal,
+}
+
+/// One source's part in a recording. The session starts the sources in a
+/// fixed order and stops them in reverse; sources never attach or detach
+/// on their own. Programs attached through `StartContext::obj` are detached
+/// when the session drops the object, after every source has stopped.
+pub trait SessionSource: Send {
+    fn name(&self) -> &'static str;
+    /// Attaches what the plan asks for, each outcome in the ledger. An
+    /// error ends the start: the sources already started are stopped.
+    fn start(&mut self, ctx: &mut StartContext<'_>) -> Result<(), StartError>;
+    /// Ends what `start` began; returns what went wrong, if anything.
+    fn stop(&mut self) -> Vec<String>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("stopped while attaching")]
+    Interrupted,
+    #[error(transparent)]
+    Functions(#[from] function_plan::FunctionsError),
+    #[error("--nft-hooks on: {0}")]
+    NftHooks(String),
+    #[error("nftrace: {0}")]
+    Nftrace(String),
+}
+
+/// One way of seeing packets, as `nft-recorder check` tries it.
 pub trait Source {
     /// Short name, as in `check` output and the manifest (`tp_btf`, `kprobe`,
     /// `kprobe.multi`, `fentry`, `nftrace`).

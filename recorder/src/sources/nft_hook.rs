@@ -18,9 +18,12 @@ use nft_schema::raw::{
     PROBE_NFT_CHAIN_ENTRY, PROBE_NFT_CHAIN_EXIT, PROBE_NFT_RULE,
 };
 
-use super::{chain, AttachError};
+use nft_schema::tables::values;
+
+use super::{chain, AttachError, SessionSource, StartContext, StartError};
 use crate::kernel::nft_layout::TRACE_FUNCTION;
 use crate::loader::LoadedObject;
+use crate::writer::dims::ProbeRow;
 
 /// The function whose entry and return are the chain hooks.
 pub const CHAIN_FUNCTION: &str = "nft_do_chain";
@@ -92,4 +95,68 @@ pub fn attach(obj: &mut LoadedObject, hook: &Hook) -> Result<(), AttachError> {
 /// One line for the attach plan.
 pub fn describe(e: &AttachError) -> String {
     chain(e)
+}
+
+/// The nft hooks of one recording.
+pub struct NftHookRecording {
+    /// `None`: `--nft-hooks off`; else whether they can run, or why not
+    /// (no layout in BTF, no nftrace tables, no kprobes).
+    usable: Option<Result<(), String>>,
+    mode: NftHooks,
+    /// At least one hook attached (its names then matter).
+    pub attached: bool,
+}
+
+impl NftHookRecording {
+    pub fn new(mode: NftHooks, usable: Option<Result<(), String>>) -> Self {
+        Self {
+            usable,
+            mode,
+            attached: false,
+        }
+    }
+}
+
+impl SessionSource for NftHookRecording {
+    fn name(&self) -> &'static str {
+        "nft hooks"
+    }
+
+    fn start(&mut self, ctx: &mut StartContext<'_>) -> Result<(), StartError> {
+        let Some(usable) = &self.usable else {
+            return Ok(());
+        };
+        for hook in &HOOKS {
+            if ctx.stop.requested() {
+                return Err(StartError::Interrupted);
+            }
+            let result = usable
+                .clone()
+                .and_then(|()| attach(ctx.obj, hook).map_err(|e| describe(&e)));
+            match result {
+                Ok(()) => {
+                    self.attached = true;
+                    ctx.ledger.attached(
+                        ProbeRow {
+                            probe_id: hook.probe_id,
+                            kind: values::KIND_NFT.into(),
+                            name: hook.name.into(),
+                            skb_arg: 0,
+                        },
+                        None,
+                    );
+                }
+                Err(why) if self.mode == NftHooks::On => {
+                    return Err(StartError::NftHooks(format!("{}: {why}", hook.name)));
+                }
+                Err(why) => ctx.ledger.failed(hook.name, why),
+            }
+        }
+        Ok(())
+    }
+
+    /// Kprobes of the object: they detach with it.
+    fn stop(&mut self) -> Vec<String> {
+        Vec::new()
+    }
 }

@@ -9,9 +9,12 @@ use nft_schema::raw::{
     tp_slot_base, PROBE_KFREE_SKB, TP_SLOTS,
 };
 
-use super::{chain, AttachError, KernelContext, Source};
+use nft_schema::tables::values;
+
+use super::{chain, AttachError, KernelContext, SessionSource, Source, StartContext, StartError};
 use crate::kernel::btf::SkbTracepoint;
 use crate::loader::{LoadOptions, LoadedObject};
+use crate::writer::dims::ProbeRow;
 
 /// The tracepoint `check` attaches to: on every receive path.
 pub const CHECK_TRACEPOINT: &str = "netif_receive_skb";
@@ -127,6 +130,56 @@ pub fn attach(
     prog.load(&probe.tracepoint, btf).map_err(err)?;
     prog.attach().map_err(err)?;
     Ok(())
+}
+
+/// The tracepoints of one recording.
+pub struct TracepointRecording {
+    plan: Vec<TracepointProbe>,
+    /// Tracepoints with no program slot left, and why.
+    skipped: Vec<(String, String)>,
+}
+
+impl TracepointRecording {
+    pub fn new(tracepoints: &[SkbTracepoint]) -> Self {
+        let (plan, skipped) = plan(tracepoints);
+        Self { plan, skipped }
+    }
+}
+
+impl SessionSource for TracepointRecording {
+    fn name(&self) -> &'static str {
+        "tracepoints"
+    }
+
+    fn start(&mut self, ctx: &mut StartContext<'_>) -> Result<(), StartError> {
+        for probe in &self.plan {
+            if ctx.stop.requested() {
+                return Err(StartError::Interrupted);
+            }
+            let shown = display_name(&probe.tracepoint);
+            match attach(ctx.obj, probe, ctx.btf) {
+                Ok(()) => ctx.ledger.attached(
+                    ProbeRow {
+                        probe_id: probe.probe_id,
+                        kind: values::KIND_TRACEPOINT.into(),
+                        name: shown,
+                        skb_arg: probe.skb_arg,
+                    },
+                    None,
+                ),
+                Err(e) => ctx.ledger.failed(&shown, chain(&e)),
+            }
+        }
+        for (name, why) in &self.skipped {
+            ctx.ledger.failed(&display_name(name), why.clone());
+        }
+        Ok(())
+    }
+
+    /// Tracepoint programs belong to the object: they detach with it.
+    fn stop(&mut self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 pub struct TracepointSource;

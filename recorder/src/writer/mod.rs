@@ -10,5 +10,6 @@ pub mod manifest;
 pub mod merge;
 pub mod nft_names;
 pub mod nftrace_batch;
+pub mod quota;
 pub mod segments;
 pub mod stacks;

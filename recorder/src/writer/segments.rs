@@ -64,16 +64,65 @@ pub enum SegmentError {
     },
 }
 
-/// Creates a file readable by its owner only (recordings hold addresses).
+/// Creates a new file readable by its owner only (recordings hold
+/// addresses). Never opens what is already there (`O_EXCL`) nor follows a
+/// symbolic link (`O_NOFOLLOW`), so a name planted in the directory is
+/// refused, not truncated. A `.tmp` left by a write that failed (disk full)
+/// is removed first: temporary names are the recorder's own.
 pub fn create_private(path: &Path) -> Result<File, SegmentError> {
-    OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
+    let open = || {
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+    };
+    let io = |source| SegmentError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    match open() {
+        Err(e)
+            if e.kind() == std::io::ErrorKind::AlreadyExists
+                && path.extension().is_some_and(|x| x == "tmp") =>
+        {
+            std::fs::remove_file(path).map_err(io)?;
+            open().map_err(io)
+        }
+        r => r.map_err(io),
+    }
+}
+
+/// Writes `bytes` to `path` so that a reader or a power loss sees the old
+/// state or the whole new file: a temporary name, fsync, rename, and an
+/// fsync of the directory.
+pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<(), SegmentError> {
+    use std::io::Write;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let io = |source| SegmentError::Io {
+        path: tmp.clone(),
+        source,
+    };
+    let mut file = create_private(&tmp)?;
+    file.write_all(bytes).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(|source| SegmentError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    sync_dir(path)
+}
+
+/// fsyncs the directory holding `path`, so a rename into it is durable.
+pub fn sync_dir(path: &Path) -> Result<(), SegmentError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    File::open(dir)
+        .and_then(|d| d.sync_all())
         .map_err(|source| SegmentError::Io {
-            path: path.to_owned(),
+            path: dir.to_owned(),
             source,
         })
 }
@@ -307,13 +356,18 @@ impl SegmentWriter {
     /// Bytes on disk: closed segments plus the open one's parts and what
     /// its encoder has written.
     pub fn bytes_on_disk(&self) -> u64 {
-        let open = self.open.as_ref().map_or(0, |o| {
+        self.closed.iter().map(|c| c.1).sum::<u64>() + self.open_bytes()
+    }
+
+    /// Bytes of the open segment (its parts and encoder): what its merge
+    /// will write again, next to them, when it closes.
+    pub fn open_bytes(&self) -> u64 {
+        self.open.as_ref().map_or(0, |o| {
             o.parts.iter().map(|p| p.bytes).sum::<u64>()
                 + o.current
                     .as_ref()
                     .map_or(0, |c| c.writer.bytes_written() as u64)
-        });
-        self.closed.iter().map(|c| c.1).sum::<u64>() + open
+        })
     }
 
     /// Deletes the oldest closed segment (`--ring`); returns its name.
@@ -341,9 +395,13 @@ fn close_part(open: &mut OpenSegment) -> Result<(), SegmentError> {
             source,
         })?;
     let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+    // Synced before its rename, so a power loss leaves each named part
+    // whole (one fsync per flush interval or per million rows).
+    file.sync_data().map_err(|source| SegmentError::Io {
+        path: c.tmp.clone(),
+        source,
+    })?;
     drop(file);
-    // No sync: like a write, a rename survives the process; the segment
-    // made from the parts is synced.
     std::fs::rename(&c.tmp, &c.path).map_err(|source| SegmentError::Io {
         path: c.path.clone(),
         source,

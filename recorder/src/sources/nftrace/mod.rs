@@ -7,7 +7,9 @@
 //! the ruleset, opens the socket, installs the table, and receives until
 //! told to stop; then it removes the table and snaps the ruleset again.
 
+pub mod guard;
 pub mod message;
+pub mod recording;
 pub mod socket;
 pub mod table;
 
@@ -21,7 +23,7 @@ use super::{KernelContext, Source};
 use crate::kernel::clock::monotonic_ns;
 use crate::kernel::netns::enter_netns;
 use crate::writer::nftrace_batch::{nftrace_batch, NftraceRow};
-use crate::writer::segments::{create_private, SegmentError, SegmentWriter};
+use crate::writer::segments::{write_file_atomically, SegmentError, SegmentWriter};
 use socket::NftraceSocket;
 
 pub struct NftraceSource;
@@ -81,7 +83,12 @@ pub struct NftraceStats {
     pub overruns: u64,
     /// A table left by an earlier, killed recorder was removed.
     pub removed_leftover: bool,
+    /// When the stop removed the table (kernel monotonic ns).
+    pub table_removed_ns: Option<u64>,
 }
+
+/// After a stop, queued messages are read for at most this long.
+pub const DRAIN_AFTER_STOP: Duration = Duration::from_secs(1);
 
 /// Shared writer of the `nftrace` table.
 pub type NftraceWriter = Arc<Mutex<SegmentWriter>>;
@@ -97,9 +104,8 @@ fn snapshot(dir: &Path, label: &str, when: &str) -> Result<(), NftraceError> {
     ] {
         let text = table::nft(args, None)?;
         let path = dir.join(format!("ruleset-{label}-{when}.{ext}"));
-        let mut file = create_private(&path)?;
-        std::io::Write::write_all(&mut file, text.as_bytes())
-            .map_err(|source| SegmentError::Io { path, source })?;
+        // A disk that fills during the stop snapshot leaves no half file.
+        write_file_atomically(&path, text.as_bytes())?;
     }
     Ok(())
 }
@@ -186,8 +192,11 @@ fn receive(
         rows.clear();
         Ok(())
     };
-    // After stop, drain what the kernel already queued (timeout ends it).
-    let mut draining = false;
+    // After stop: remove the table at once (no new packet is marked), then
+    // drain what the kernel already queued, until a receive times out or
+    // for at most `DRAIN_AFTER_STOP` (a user's own `meta nftrace set 1`
+    // rules may keep messages coming).
+    let mut draining: Option<Instant> = None;
     loop {
         let n = match sock.recv(&mut buf) {
             Ok(n) => n,
@@ -213,11 +222,15 @@ fn receive(
             flush(&mut rows)?;
             last_flush = Instant::now();
         }
-        if draining && n == 0 {
-            break;
-        }
-        if stop.load(Ordering::Acquire) {
-            draining = true;
+        match draining {
+            Some(since) if n == 0 || since.elapsed() >= DRAIN_AFTER_STOP => break,
+            Some(_) => {}
+            None if stop.load(Ordering::Acquire) => {
+                table::remove()?;
+                stats.table_removed_ns = Some(monotonic_ns());
+                draining = Some(Instant::now());
+            }
+            None => {}
         }
     }
     flush(&mut rows)

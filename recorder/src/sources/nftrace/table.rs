@@ -9,10 +9,11 @@ use std::io::Write;
 use std::net::IpAddr;
 use std::process::{Command, Stdio};
 
-use crate::record::filter::FilterArgs;
+use crate::filter::FilterArgs;
 
 /// Name of the recorder's table (family `inet`). One recorder per network
-/// namespace: a second one would remove the first one's table.
+/// namespace (`record::lock`): a second one would remove the first one's
+/// table.
 pub const TABLE: &str = nft_schema::tables::RECORDER_NFT_TABLE;
 
 /// Lowest possible chain priority (NF_IP_PRI_FIRST).
@@ -66,7 +67,7 @@ fn addr_expr(dir: &str, value: &str) -> String {
 /// The match expressions equivalent to the recorder's filter, as one
 /// alternative per rule (`--host` and `--port` match either direction, so
 /// they multiply into several rules). Values were validated by
-/// `record::filter::parse_filter` before this runs.
+/// `filter::parse_filter` before this runs.
 pub fn filter_rules(f: &FilterArgs) -> Vec<String> {
     let mut fixed: Vec<String> = Vec::new();
     if let Some(p) = &f.proto {
@@ -135,8 +136,15 @@ pub fn remove() -> Result<bool, TableError> {
     {
         return Ok(false);
     }
-    nft(&["delete", "table", "inet", TABLE], None)?;
-    Ok(true)
+    match nft(&["delete", "table", "inet", TABLE], None) {
+        Ok(_) => Ok(true),
+        // Removed in between by the teardown guard or the receive thread:
+        // both remove it, whichever comes first.
+        Err(TableError::Nft { stderr, .. }) if stderr.contains("No such file or directory") => {
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 pub fn create(rules: &[String]) -> Result<(), TableError> {

@@ -1,6 +1,7 @@
 //! Which kernel functions a recording traces (`--mode`, `--max-functions`,
 //! `--functions`) and with which backend (`--backend`), and attaching them.
-//! The mechanisms themselves are in `sources/function.rs`.
+//! The mechanisms themselves are in `function.rs`; the source's part in a
+//! recording is `function_recording.rs`.
 
 use std::collections::HashMap;
 
@@ -11,6 +12,7 @@ use crate::loader::LoadedObject;
 use crate::sources::function::{
     attach_all, register_ids, FunctionBackend, FunctionLinks, FunctionProbe, FREEING_FUNCTIONS,
 };
+use crate::stop::StopSignal;
 
 /// `record --mode`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -115,6 +117,7 @@ pub fn attach(
     choice: BackendChoice,
     btf: &aya::Btf,
     addresses: &HashMap<&str, Vec<u64>>,
+    stop: &StopSignal,
 ) -> Result<FunctionsAttached, FunctionsError> {
     let none = |backend, results| FunctionsAttached {
         backend,
@@ -149,10 +152,10 @@ pub fn attach(
     };
     let mut tried = Vec::new();
     for &backend in candidates {
-        let probe = attach_all(obj, backend, std::slice::from_ref(first), Some(btf));
+        let probe = attach_all(obj, backend, std::slice::from_ref(first), Some(btf), stop);
         match probe.results.into_iter().next() {
             Some((_, Ok(()))) => {
-                let rest = attach_all(obj, backend, &ready[1..], Some(btf));
+                let rest = attach_all(obj, backend, &ready[1..], Some(btf), stop);
                 let mut links = probe.links;
                 links.extend(rest.links);
                 let mut all = vec![(first.clone(), Ok(backend.name()))];
@@ -163,7 +166,7 @@ pub fn attach(
                 );
                 let mut name = backend.name();
                 if backend == FunctionBackend::Fentry && choice == BackendChoice::Auto {
-                    links.extend(kprobe_for_the_rest(obj, &mut all, btf));
+                    links.extend(kprobe_for_the_rest(obj, &mut all, btf, stop));
                     if all.iter().any(|(_, r)| *r == Ok("kprobe")) {
                         name = "fentry+kprobe";
                     }
@@ -202,6 +205,7 @@ fn kprobe_for_the_rest(
     obj: &mut LoadedObject,
     all: &mut [(FunctionProbe, Result<&'static str, String>)],
     btf: &aya::Btf,
+    stop: &StopSignal,
 ) -> FunctionLinks {
     let failed: Vec<FunctionProbe> = all
         .iter()
@@ -211,7 +215,7 @@ fn kprobe_for_the_rest(
     if failed.is_empty() {
         return FunctionLinks::default();
     }
-    let retry = attach_all(obj, FunctionBackend::Kprobe, &failed, Some(btf));
+    let retry = attach_all(obj, FunctionBackend::Kprobe, &failed, Some(btf), stop);
     let mut by_name: HashMap<String, Result<(), String>> = retry
         .results
         .into_iter()
