@@ -163,6 +163,30 @@ pub fn kernel_lock() -> std::sync::MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// The recorder's programs loaded in the kernel (tracepoint slots and the
+/// kfree_skb program), by `bpftool prog show`.
+pub fn recorder_programs_loaded() -> usize {
+    let out = run("bpftool", &["prog", "show"]).expect("bpftool prog show");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(" tp_a") || l.contains("tp_kfree_skb"))
+        .count()
+}
+
+/// The count once the kernel has freed what closed descriptors released:
+/// a tp_btf program goes after an RCU grace period, not at `close()`.
+/// Waits up to 3 s for the count to reach `expected`.
+pub fn recorder_programs_settled(expected: usize) -> usize {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        let n = recorder_programs_loaded();
+        if n == expected || std::time::Instant::now() >= deadline {
+            return n;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// Runs one SQL query in DuckDB (the oracle for what we write) and returns
 /// the rows as JSON values. `{dir}` in the SQL is replaced by `dir`.
 pub fn duckdb(dir: &std::path::Path, sql: &str) -> Result<Vec<Vec<serde_json::Value>>> {

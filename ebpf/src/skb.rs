@@ -68,6 +68,13 @@ pub struct Extra {
 /// programs' return values are ignored by the kernel).
 #[inline(always)]
 pub fn emit<C: StackIdContext>(ctx: &C, skb: u64, extra: Extra) -> u32 {
+    // Some tracepoints pass an skb that may be NULL (`skb__nullable` in
+    // their BTF prototype: `tcp_send_reset`, `qdisc_dequeue`,
+    // `tcp_sendmsg_locked`); the verifier refuses arithmetic on such a
+    // pointer until it is checked, and there is no packet to report.
+    if skb == 0 {
+        return 0;
+    }
     let probe_id = extra.probe_id;
     let Some(ev) = prepare(ctx, skb, extra) else {
         return 0;

@@ -10,6 +10,11 @@ use serde::{Deserialize, Serialize};
 /// File name of the manifest inside a recording directory.
 pub const MANIFEST_FILE: &str = "recording.json";
 
+/// Space the recorder holds while recording and releases at the stop, so
+/// the stop's own files fit on a disk that filled up. Left behind only by a
+/// killed recorder; readers ignore it.
+pub const RESERVE_FILE: &str = "space-reserve.tmp";
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Manifest {
     /// [`crate::SCHEMA_VERSION`] of the writer.

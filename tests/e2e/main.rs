@@ -9,6 +9,7 @@ mod discover_cli;
 mod record_filters;
 mod record_nftrace;
 mod record_reliability;
+mod record_session;
 mod record_stacks;
 mod record_tracepoints;
 mod tp_btf_receive;

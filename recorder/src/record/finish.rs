@@ -88,6 +88,7 @@ fn write_side_tables(r: &mut Running, errors: &mut Vec<String>) -> Option<u64> {
 
 pub fn finish(mut r: Running, reason: String) -> Result<RecordSummary, RecordError> {
     r.counters.set_state(State::Stopping);
+    r.started.reserve.release();
     let mut errors: Vec<String> = Vec::new();
     let detach_start = Instant::now();
     errors.extend(r.started.sources.stop());

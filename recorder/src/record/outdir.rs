@@ -101,6 +101,39 @@ pub fn prepare(path: &Path) -> Result<OutputDir, RecordError> {
     }
 }
 
+/// Bytes held by [`Reserve`]: room for the final manifest, side tables,
+/// the nftrace table's close and the stop snapshots.
+pub const RESERVE_BYTES: usize = 1 << 20;
+
+/// Disk space held while recording (`RESERVE_FILE`), released at the stop.
+#[derive(Debug)]
+pub struct Reserve(Option<PathBuf>);
+
+impl Reserve {
+    /// Writes the reserve (real blocks: a sparse file would hold nothing).
+    pub fn take(dir: &Path) -> Result<Self, RecordError> {
+        let path = dir.join(nft_schema::manifest::RESERVE_FILE);
+        let mut file = crate::writer::segments::create_private(&path)?;
+        std::io::Write::write_all(&mut file, &vec![0u8; RESERVE_BYTES])
+            .and_then(|()| file.sync_data())
+            .map_err(|e| bad(&path, e.to_string()))?;
+        Ok(Self(Some(path)))
+    }
+
+    /// Gives the space back (at the stop, before its files are written).
+    pub fn release(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+impl Drop for Reserve {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
 impl OutputDir {
     /// Undoes a start that failed before the recording existed: removes
     /// what the recorder wrote (nothing else was there: the directory was

@@ -10,6 +10,7 @@ use nft_schema::raw::ProbeConfig;
 use nft_schema::tables::values;
 use nft_schema::SCHEMA_VERSION;
 
+use super::outdir::Reserve;
 use super::validate::Plan;
 use super::{RecordError, RecordOptions};
 use crate::drain::{EventReader, LossCounters};
@@ -83,6 +84,8 @@ pub struct Taps {
 /// A recording that has started: everything the run and the stop need.
 pub struct Started {
     pub dir: PathBuf,
+    /// Released first thing at the stop.
+    pub reserve: Reserve,
     /// Taken (and so detached) at the stop.
     pub obj: Option<LoadedObject>,
     pub sources: Sources,
@@ -200,6 +203,7 @@ pub fn start(
     dir: &Path,
     stop: &StopSignal,
 ) -> Result<(Started, Taps), RecordError> {
+    let reserve = Reserve::take(dir)?;
     let mut obj = load(opts, &plan)?;
     let stack_map = opts.stacks.then(|| StackMap::take(&mut obj)).transpose()?;
     let reader = EventReader::take(&mut obj)?;
@@ -246,6 +250,7 @@ pub fn start(
     }
     let started = Started {
         dir: dir.to_owned(),
+        reserve,
         obj: Some(obj),
         sources,
         ledger,

@@ -93,20 +93,38 @@ impl Ledger {
     }
 }
 
-/// The part of a failure's reason that many probes share: without the
-/// `program -> target: ` prefix an attach error starts with, the probe's
-/// own name, and the verifier's statistics (time, stack depth).
+/// The part of a failure's reason that many probes share: attach errors
+/// name their program and target (`kprobe_skb_1 -> ip_rcv: ...`, also
+/// nested: `fentry: ...; kprobe: ...`), and verifier logs end in statistics
+/// (time, stack depth); targets become `*`, statistics and a leading
+/// `program -> *: ` go.
 fn shared_reason(probe: &str, why: &str) -> String {
-    let why = match why.split_once(": ") {
-        Some((head, rest)) if head.contains(" -> ") => rest,
-        _ => why,
+    let mut out = String::with_capacity(why.len());
+    let mut rest = why;
+    while let Some(i) = rest.find(" -> ") {
+        out.push_str(&rest[..i + 4]);
+        let after = &rest[i + 4..];
+        let end = after.find(':').unwrap_or(after.len());
+        out.push('*');
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    let mut shared = String::with_capacity(out.len());
+    for (i, part) in out.split("; ").enumerate() {
+        if i > 0 {
+            shared.push_str("; ");
+        }
+        shared.push_str(part.split(" Verifier output").next().unwrap_or(part));
+    }
+    let shared = match shared.split_once(" -> *: ") {
+        Some((program, tail)) if !program.contains(' ') => tail.to_string(),
+        _ => shared,
     };
-    let why = why.split(" Verifier output").next().unwrap_or(why);
     let short = probe.rsplit(':').next().unwrap_or(probe);
     if short.is_empty() {
-        why.to_string()
+        shared
     } else {
-        why.replace(short, "*")
+        shared.replace(short, "*")
     }
 }
 
@@ -171,6 +189,14 @@ mod tests {
             failed("tcp_v4_rcv", "kprobe -> tcp_v4_rcv: no kprobe PMU"),
             failed("ip_output", "fentry for ip_output refused"),
             failed(
+                "__dev_queue_xmit",
+                "no backend (fentry: fentry_skb_1 -> __dev_queue_xmit: EPERM.; kprobe: kprobe_skb_1 -> __dev_queue_xmit: no PMU)",
+            ),
+            failed(
+                "dev_queue_xmit",
+                "no backend (fentry: fentry_skb_1 -> dev_queue_xmit: EPERM.; kprobe: kprobe_skb_1 -> dev_queue_xmit: no PMU)",
+            ),
+            failed(
                 "tp:qdisc_dequeue",
                 "tp_a3_00 -> qdisc_dequeue: EACCES Verifier output (last lines): time 928 usec",
             ),
@@ -186,14 +212,19 @@ mod tests {
             },
         ];
         let groups = group_failures(&plan);
-        assert_eq!(groups.len(), 3);
+        assert_eq!(groups.len(), 4);
         assert_eq!(groups[0].reason, "EACCES");
         assert_eq!(groups[0].probes, ["tp:qdisc_dequeue", "tp:tcp_send_reset"]);
-        assert_eq!(groups[1].reason, "no kprobe PMU");
         assert_eq!(
-            groups[1].line(100),
+            groups[1].reason,
+            "no backend (fentry: fentry_skb_1 -> *: EPERM.; kprobe: kprobe_skb_1 -> *: no PMU)"
+        );
+        assert_eq!(groups[1].probes, ["__dev_queue_xmit", "dev_queue_xmit"]);
+        assert_eq!(groups[2].reason, "no kprobe PMU");
+        assert_eq!(
+            groups[2].line(100),
             "2 not attached (no kprobe PMU): ip_rcv, tcp_v4_rcv"
         );
-        assert_eq!(groups[2].reason, "fentry for * refused");
+        assert_eq!(groups[3].reason, "fentry for * refused");
     }
 }

@@ -108,6 +108,11 @@ pub enum AttachError {
 /// in their sources). A verifier log is cut to its last lines, which say why.
 pub fn chain(e: &dyn std::error::Error) -> String {
     let s = chain_full(e);
+    // Whoever debugs a refused program (`NFT_TRACER_VERIFIER_LOG`, see the
+    // loader) wants the whole log.
+    if std::env::var_os("NFT_TRACER_VERIFIER_LOG").is_some() {
+        return s;
+    }
     match s.split_once("Verifier output:") {
         Some((head, log)) if log.trim().trim_start_matches(':').trim().is_empty() => {
             head.trim_end().to_string()

@@ -195,7 +195,7 @@ fn leftover_parts(dir: &Path) -> Result<Vec<(PathBuf, Vec<PathBuf>)>, SegmentErr
 }
 
 /// Turns the parts a killed recorder left into their segments, and removes
-/// unfinished `.parquet.tmp` files. Parts whose segment already exists
+/// unfinished `.parquet.tmp` files and the space reserve. Parts whose segment already exists
 /// (killed while removing them) are removed. Returns the segment file
 /// names created.
 pub fn recover_open_segments(dir: &Path) -> Result<Vec<String>, SegmentError> {
@@ -231,7 +231,10 @@ pub fn recover_open_segments(dir: &Path) -> Result<Vec<String>, SegmentError> {
     }
     for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
         let path = entry.map_err(io_err(dir))?.path();
-        if path.to_string_lossy().ends_with(".parquet.tmp") {
+        let reserve = path
+            .file_name()
+            .is_some_and(|n| n == nft_schema::manifest::RESERVE_FILE);
+        if reserve || path.to_string_lossy().ends_with(".parquet.tmp") {
             remove(&path)?;
         }
     }

@@ -40,6 +40,8 @@ impl Quota {
 }
 
 /// Sizes of the directory's files that the events writer does not count.
+/// The space reserve is not counted: it stands for the files the stop
+/// writes, which come after the limit is checked.
 fn other_bytes(dir: &Path) -> u64 {
     let prefix = format!("{}-", nft_schema::tables::names::EVENTS);
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -47,7 +49,11 @@ fn other_bytes(dir: &Path) -> u64 {
     };
     entries
         .flatten()
-        .filter(|e| !e.file_name().to_string_lossy().starts_with(&prefix))
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            !name.starts_with(&prefix) && name != nft_schema::manifest::RESERVE_FILE
+        })
         .filter_map(|e| e.metadata().ok())
         .filter(|m| m.is_file())
         .map(|m| m.len())

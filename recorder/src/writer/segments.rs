@@ -359,14 +359,16 @@ impl SegmentWriter {
         self.closed.iter().map(|c| c.1).sum::<u64>() + self.open_bytes()
     }
 
-    /// Bytes of the open segment (its parts and encoder): what its merge
-    /// will write again, next to them, when it closes.
+    /// Bytes of the open segment: its parts, what its encoder wrote, and
+    /// its estimate of the rows it still holds in memory (they reach the
+    /// disk at the next flush). Its merge writes about as much again, next
+    /// to the parts, when it closes.
     pub fn open_bytes(&self) -> u64 {
         self.open.as_ref().map_or(0, |o| {
             o.parts.iter().map(|p| p.bytes).sum::<u64>()
-                + o.current
-                    .as_ref()
-                    .map_or(0, |c| c.writer.bytes_written() as u64)
+                + o.current.as_ref().map_or(0, |c| {
+                    (c.writer.bytes_written() + c.writer.in_progress_size()) as u64
+                })
         })
     }
 
