@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use arrow::ipc::reader::StreamReader;
 use arrow::record_batch::RecordBatch;
+use nft_schema::files;
 use nft_schema::manifest::{Manifest, MANIFEST_FILE};
 use nft_schema::tables::names;
 use nft_schema::SCHEMA_VERSION;
@@ -128,7 +129,7 @@ impl Recording {
             names::INTERFACES,
             names::STACKS,
         ] {
-            let path = dir.join(format!("{dim}.parquet"));
+            let path = dir.join(files::dimension(dim));
             if path.exists() {
                 check_parquet(&path)?;
             }
@@ -155,7 +156,7 @@ impl Recording {
     /// Path of a dimension table's file (`probes`, `losses`, ...), if the
     /// recording has it (a recorder killed early may not have written it).
     pub fn dimension(&self, table: &str) -> Option<PathBuf> {
-        let path = self.dir.join(format!("{table}.parquet"));
+        let path = self.dir.join(files::dimension(table));
         path.exists().then_some(path)
     }
 
@@ -226,7 +227,7 @@ fn closed_segments(
                 parts += 1;
                 true
             }
-            None => is_segment(name, table, ".parquet"),
+            None => is_segment(name, table),
         };
         if segment {
             let path = dir.join(name);
@@ -243,21 +244,23 @@ fn closed_segments(
     Ok(out)
 }
 
-/// The segment file a part belongs to: `events-000003.part-000002.parquet`
-/// -> `events-000003.parquet`.
+/// The segment file a part of `table` belongs to:
+/// `events-000003.part-000002.parquet` -> `events-000003.parquet`.
 fn part_of(file: &str, table: &str) -> Option<String> {
-    let (segment, part) = file.strip_suffix(".parquet")?.split_once(".part-")?;
-    let named = is_segment(&format!("{segment}.parquet"), table, ".parquet")
-        && !part.is_empty()
-        && part.bytes().all(|b| b.is_ascii_digit());
-    named.then(|| format!("{segment}.parquet"))
+    match files::parse(file) {
+        files::File::Part {
+            table: t, index, ..
+        } if t == table => Some(files::segment(t, index)),
+        _ => None,
+    }
 }
 
-fn is_segment(file: &str, table: &str, ext: &str) -> bool {
-    file.strip_prefix(table)
-        .and_then(|rest| rest.strip_prefix('-'))
-        .and_then(|rest| rest.strip_suffix(ext))
-        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+fn is_segment(file: &str, table: &str) -> bool {
+    matches!(files::parse(file), files::File::Segment { table: t, .. } if t == table)
+}
+
+fn is_legacy_open_segment(file: &str, table: &str) -> bool {
+    matches!(files::parse(file), files::File::LegacyOpenSegment { table: t, .. } if t == table)
 }
 
 /// Reads the footer: a Parquet file that cannot be opened is named here, not
@@ -284,7 +287,7 @@ fn open_segment(
     warnings: &mut Vec<String>,
 ) -> Result<Vec<RecordBatch>, OpenError> {
     let mut out = Vec::new();
-    for name in files.iter().filter(|f| is_segment(f, table, ".arrows")) {
+    for name in files.iter().filter(|f| is_legacy_open_segment(f, table)) {
         let path = dir.join(name);
         let (batches, damage) = read_ipc_stream(&path)?;
         let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();

@@ -191,18 +191,15 @@ pub fn tables(rec: &Recording) -> Result<(RecordBatch, RecordBatch), RulesetErro
         .iter()
         .filter(|f| f.ends_with(".json"))
     {
-        let Some((label, when)) = file
-            .strip_prefix("ruleset-")
-            .and_then(|f| f.strip_suffix(".json"))
-            .and_then(|f| f.rsplit_once('-'))
+        let nft_schema::files::File::Ruleset {
+            label,
+            when,
+            form: nft_schema::files::Form::Json,
+        } = nft_schema::files::parse(file)
         else {
             continue;
         };
-        let snapshot: &'static str = match when {
-            "start" => "start",
-            "stop" => "stop",
-            _ => continue,
-        };
+        let snapshot: &'static str = when.name();
         let json_path = rec.dir.join(file);
         let err = |reason: String| RulesetError {
             path: json_path.display().to_string(),

@@ -99,13 +99,10 @@ pub async fn run(catalog: &Catalog, params: &Params, out: &mut dyn Write) -> any
             "probes: {attached} attached, {} failed",
             m.attach_plan.len() - attached
         )?;
-        for a in m.attach_plan.iter().filter(|a| !a.attached) {
-            writeln!(
-                out,
-                "  failed: {}: {}",
-                a.probe,
-                a.error.as_deref().unwrap_or("?")
-            )?;
+        // One line per shared reason: 43 functions refused for one cause
+        // are one line, not 43 (the manifest keeps each probe's reason).
+        for group in m.failure_groups() {
+            writeln!(out, "  {}", group.line(200))?;
         }
         if !m.filters.is_empty() {
             let f: Vec<String> = m.filters.iter().map(|(k, v)| format!("{k} {v}")).collect();

@@ -469,7 +469,7 @@ fn write_segment(dir: &Path, n: usize, rows: &[Row], probes: &[&str]) -> std::io
     ];
     let batch =
         RecordBatch::try_new(tables::events_schema(), columns).map_err(std::io::Error::other)?;
-    let name = format!("{}-{n:06}.parquet", tables::names::EVENTS);
+    let name = nft_schema::files::segment(tables::names::EVENTS, n as u32);
     let file = std::fs::File::create(dir.join(&name))?;
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(
@@ -518,7 +518,7 @@ fn write_dimensions(dir: &Path, probes: &[&str]) -> std::io::Result<()> {
             empty(tables::interfaces_schema()),
         ),
     ] {
-        let file = std::fs::File::create(dir.join(format!("{table}.parquet")))?;
+        let file = std::fs::File::create(dir.join(nft_schema::files::dimension(table)))?;
         let mut w =
             ArrowWriter::try_new(file, batch.schema(), None).map_err(std::io::Error::other)?;
         w.write(&batch).map_err(std::io::Error::other)?;

@@ -6,7 +6,8 @@
 //!   with `nft-ebpf`);
 //! - `columns` and `tables` (feature `std`): the Arrow/Parquet column names and
 //!   schemas of a recording;
-//! - `manifest` (feature `std`): the `recording.json` types.
+//! - `manifest` (feature `std`): the `recording.json` types;
+//! - `files` (feature `std`): the recording directory's file names.
 //!
 //! Bump [`SCHEMA_VERSION`] and log the change in `SCHEMA_CHANGES.md` whenever
 //! any of these change shape.
@@ -19,6 +20,8 @@ pub mod raw;
 
 #[cfg(feature = "std")]
 pub mod columns;
+#[cfg(feature = "std")]
+pub mod files;
 #[cfg(feature = "std")]
 pub mod manifest;
 #[cfg(feature = "std")]

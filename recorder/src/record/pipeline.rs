@@ -195,11 +195,10 @@ pub fn spawn_writer(
                 if let Some(max) = limits.max_bytes {
                     while quota.used(&segments) > max && !result.hit_max_bytes {
                         if limits.ring {
-                            match segments.remove_oldest()? {
+                            match segments.remove_oldest(&mut on_segment)? {
                                 Some(name) => result.deleted_segments.push(name),
                                 None => break,
                             }
-                            on_segment(&segments.closed());
                         } else {
                             // Stop cleanly: ask the recorder to stop; what
                             // is already written stays.

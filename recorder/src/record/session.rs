@@ -14,8 +14,8 @@ use nft_schema::tables::values;
 use super::lock::lock_netns;
 use super::pipeline::LiveSink;
 use super::{outdir, run, start, validate, RecordError, RecordOptions, RecordSummary};
-use crate::sources::ledger::FailureGroup;
 use crate::stop::StopSignal;
+use nft_schema::manifest::FailureGroup;
 
 /// A session's state, as its counters show it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -41,8 +41,9 @@ fn write_table(
     schema: SchemaRef,
     columns: Vec<ArrayRef>,
 ) -> Result<(), SegmentError> {
-    let path = dir.join(format!("{table}.parquet"));
-    let tmp = dir.join(format!("{table}.parquet.tmp"));
+    let name = nft_schema::files::dimension(table);
+    let path = dir.join(&name);
+    let tmp = dir.join(nft_schema::files::temporary(&name));
     let batch =
         RecordBatch::try_new(schema.clone(), columns).map_err(|source| SegmentError::Arrow {
             path: path.clone(),

@@ -14,6 +14,8 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use nft_schema::files;
+
 use arrow::datatypes::SchemaRef;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
@@ -179,13 +181,10 @@ fn leftover_parts(dir: &Path) -> Result<Vec<(PathBuf, Vec<PathBuf>)>, SegmentErr
     names.sort();
     let mut out: Vec<(PathBuf, Vec<PathBuf>)> = Vec::new();
     for name in names {
-        let Some((segment, _)) = name
-            .strip_suffix(".parquet")
-            .and_then(|stem| stem.split_once(".part-"))
-        else {
+        let files::File::Part { table, index, .. } = files::parse(&name) else {
             continue;
         };
-        let segment = dir.join(format!("{segment}.parquet"));
+        let segment = dir.join(files::segment(table, index));
         match out.last_mut() {
             Some((s, parts)) if *s == segment => parts.push(dir.join(&name)),
             _ => out.push((segment, vec![dir.join(&name)])),

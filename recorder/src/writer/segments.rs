@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use nft_schema::columns::events;
+use nft_schema::files;
 use nft_schema::tables::events_schema;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
@@ -169,15 +170,6 @@ pub fn parquet_properties() -> WriterProperties {
     builder.build()
 }
 
-pub(super) fn segment_name(table: &str, index: u32, ext: &str) -> String {
-    format!("{table}-{index:06}.{ext}")
-}
-
-/// `<table>-NNNNNN.part-KKKKKK.parquet`: part `part` of segment `index`.
-pub(super) fn part_name(table: &str, index: u32, part: u32) -> String {
-    format!("{table}-{index:06}.part-{part:06}.parquet")
-}
-
 /// A closed part: a complete Parquet file.
 pub(super) struct Part {
     pub path: PathBuf,
@@ -258,7 +250,7 @@ impl SegmentWriter {
         }
         if open.current.is_none() {
             let number = open.parts.len() as u32 + 1;
-            let path = self.dir.join(part_name(self.table, open.index, number));
+            let path = self.dir.join(files::part(self.table, open.index, number));
             let tmp = path.with_extension("parquet.tmp");
             let writer = ArrowWriter::try_new(
                 create_private(&tmp)?,
@@ -341,7 +333,7 @@ impl SegmentWriter {
             }
             None => {}
         }
-        let name = segment_name(self.table, open.index, "parquet");
+        let name = files::segment(self.table, open.index);
         let path = self.dir.join(&name);
         let bytes = merge_parts(&open.parts, &path, &self.schema, self.part_rows)?;
         self.closed.push((name.clone(), bytes));
@@ -373,11 +365,17 @@ impl SegmentWriter {
     }
 
     /// Deletes the oldest closed segment (`--ring`); returns its name.
-    pub fn remove_oldest(&mut self) -> Result<Option<String>, SegmentError> {
+    /// `unlist` gets the segments that remain before the file goes, so a
+    /// manifest updated there never lists a deleted segment.
+    pub fn remove_oldest(
+        &mut self,
+        unlist: impl FnOnce(&[String]),
+    ) -> Result<Option<String>, SegmentError> {
         if self.closed.is_empty() {
             return Ok(None);
         }
         let (name, _) = self.closed.remove(0);
+        unlist(&self.closed());
         let path = self.dir.join(&name);
         std::fs::remove_file(&path).map_err(|source| SegmentError::Io { path, source })?;
         Ok(Some(name))

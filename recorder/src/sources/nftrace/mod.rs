@@ -19,6 +19,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use nft_schema::files::{self, Form, When};
+
 use super::{KernelContext, Source};
 use crate::kernel::clock::monotonic_ns;
 use crate::kernel::netns::enter_netns;
@@ -97,13 +99,14 @@ pub type NftraceWriter = Arc<Mutex<SegmentWriter>>;
 /// stateless text (`-s`: counters omitted), whose lines are the rule text
 /// the analyzer shows next to a handle. Rendering rule text from the JSON
 /// would mean re-implementing nft's printer, so nft prints it here.
-fn snapshot(dir: &Path, label: &str, when: &str) -> Result<(), NftraceError> {
-    for (args, ext) in [
-        (&["-j", "-a", "list", "ruleset"][..], "json"),
-        (&["-s", "-a", "list", "ruleset"][..], "nft"),
-    ] {
+fn snapshot(dir: &Path, label: &str, when: When) -> Result<(), NftraceError> {
+    for form in Form::BOTH {
+        let args = match form {
+            Form::Json => &["-j", "-a", "list", "ruleset"][..],
+            Form::Text => &["-s", "-a", "list", "ruleset"][..],
+        };
         let text = table::nft(args, None)?;
-        let path = dir.join(format!("ruleset-{label}-{when}.{ext}"));
+        let path = dir.join(files::ruleset(label, when, form));
         // A disk that fills during the stop snapshot leaves no half file.
         write_file_atomically(&path, text.as_bytes())?;
     }
@@ -135,7 +138,7 @@ pub fn spawn(
                     })?;
                 }
                 let removed = table::remove()?;
-                snapshot(&dir, &target.label, "start")?;
+                snapshot(&dir, &target.label, When::Start)?;
                 let sock = NftraceSocket::open().map_err(NftraceError::Socket)?;
                 table::create(&rules)?;
                 let own = table::list_json()?;
@@ -158,7 +161,7 @@ pub fn spawn(
             let result = receive(&sock, &target, &writer, flush_interval, &stop, &mut stats);
             // Always remove the table, even after an error.
             let removed = table::remove();
-            let snapped = snapshot(&dir, &target.label, "stop");
+            let snapped = snapshot(&dir, &target.label, When::Stop);
             result?;
             removed?;
             snapped?;

@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use nft_schema::files::{self, Form, When};
+
 use super::guard::TableGuard;
 use super::{spawn, NftraceError, NftraceStats, NftraceTarget, NftraceWriter};
 use crate::sources::{SessionSource, StartContext, StartError};
@@ -102,14 +104,16 @@ impl NftraceRecording {
         match ready {
             Ok(Ok(own_table)) => {
                 ctx.ledger.started(&probe);
-                for when in ["start", "stop"] {
-                    for ext in ["json", "nft"] {
-                        self.rulesets.push(format!("ruleset-{label}-{when}.{ext}"));
+                for when in When::BOTH {
+                    for form in Form::BOTH {
+                        self.rulesets.push(files::ruleset(&label, when, form));
                     }
                 }
                 // Names for the nft hooks: the user's ruleset as it was,
                 // and the recorder's own table.
-                let start = self.dir.join(format!("ruleset-{label}-start.json"));
+                let start = self
+                    .dir
+                    .join(files::ruleset(&label, When::Start, Form::Json));
                 let names = std::fs::read_to_string(&start)
                     .map_err(|e| format!("{}: {e}", start.display()))
                     .and_then(|json| {
