@@ -137,6 +137,31 @@ pub fn channel() -> (SyncSender<WriterMsg>, Receiver<WriterMsg>) {
     sync_channel(CHANNEL_CHUNKS)
 }
 
+/// `--max-bytes`: with `--ring`, deletes the oldest segments until the
+/// recording fits; without, asks the recorder to stop (what is written
+/// stays; what comes after is counted as lost).
+fn enforce_quota(
+    segments: &mut SegmentWriter,
+    quota: &mut Quota,
+    max: u64,
+    ring: bool,
+    (result, on_segment): (&mut WriterResult, &mut OnSegment),
+    stop: &StopSignal,
+) -> Result<(), SegmentError> {
+    while quota.used(segments) > max && !result.hit_max_bytes {
+        if !ring {
+            result.hit_max_bytes = true;
+            stop.request(nft_schema::tables::values::END_MAX_BYTES);
+            break;
+        }
+        match segments.remove_oldest(&mut *on_segment)? {
+            Some(name) => result.deleted_segments.push(name),
+            None => break,
+        }
+    }
+    Ok(())
+}
+
 pub fn spawn_writer(
     dir: PathBuf,
     mut names: Names,
@@ -193,19 +218,8 @@ pub fn spawn_writer(
                     .bytes
                     .store(segments.bytes_on_disk(), Ordering::Relaxed);
                 if let Some(max) = limits.max_bytes {
-                    while quota.used(&segments) > max && !result.hit_max_bytes {
-                        if limits.ring {
-                            match segments.remove_oldest(&mut on_segment)? {
-                                Some(name) => result.deleted_segments.push(name),
-                                None => break,
-                            }
-                        } else {
-                            // Stop cleanly: ask the recorder to stop; what
-                            // is already written stays.
-                            result.hit_max_bytes = true;
-                            stop.request(nft_schema::tables::values::END_MAX_BYTES);
-                        }
-                    }
+                    let r = (&mut result, &mut on_segment);
+                    enforce_quota(&mut segments, &mut quota, max, limits.ring, r, &stop)?;
                 }
             }
             if segments.closed().is_empty()
