@@ -23,6 +23,7 @@ APT_PACKAGES=(
   iputils-ping    # traffic
   iperf3          # traffic and benchmarks
   netcat-openbsd  # traffic
+  curl            # the API tests' HTTP client (docs/api.md's own calls)
   tcpdump         # oracle for packet counts
   bpftool         # inspect what is loaded (tests: nothing left behind)
   kmod            # modprobe

@@ -51,6 +51,18 @@ pub enum Command {
     ///   nft-recorder discover --priority 0 --list
     ///   nft-recorder discover --btf vmlinux-6.1.btf --output functions.json
     Discover(DiscoverArgs),
+    /// Serve the recording session over HTTP: start sessions with a POST,
+    /// watch their events live over a WebSocket, stop them with a DELETE
+    /// that returns the recording (docs/api.md).
+    ///
+    /// Every request needs `Authorization: Bearer <token>`; the token is
+    /// read from --token-file, or generated into it (default
+    /// <data>/api-token, mode 0600). SIGINT/SIGTERM stop every session
+    /// cleanly before the server exits.
+    ///
+    /// Example:
+    ///   nft-recorder serve --listen 127.0.0.1:5000 --data /var/lib/nft-tracer
+    Serve(ServeArgs),
     /// Say what the running kernel allows for each backend (BTF, tp_btf
     /// tracepoints, kprobe, kprobe.multi, fentry, nftrace), by trying each for
     /// real.
@@ -58,6 +70,22 @@ pub enum Command {
     /// Exits 0 when at least tracepoints work, 1 otherwise. Needs root for
     /// the eBPF checks.
     Check,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address and port to listen on (loopback unless --token-file is given).
+    #[arg(long, default_value = "127.0.0.1:5000", value_name = "ADDR:PORT")]
+    listen: std::net::SocketAddr,
+    /// Directory holding one recording per session.
+    #[arg(long, default_value = "/var/lib/nft-tracer", value_name = "DIR")]
+    data: PathBuf,
+    /// File holding the bearer token (created with a random one if absent).
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// Sessions that may run at once; one more is refused with 429.
+    #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    max_sessions: u16,
 }
 
 #[derive(Args, Debug)]
@@ -321,8 +349,43 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Record(args) => run_record(*args),
+        Command::Serve(args) => run_serve(args),
         Command::Discover(args) => run_discover(args),
     }
+}
+
+/// Runs the API server until SIGINT or SIGTERM.
+fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let config = nft_recorder::serve::ServeConfig {
+        listen: args.listen,
+        data: args.data,
+        token_file: args.token_file,
+        max_sessions: args.max_sessions as usize,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        // Session starts and stops run on blocking threads; idle ones go
+        // after a second instead of tokio's ten.
+        .thread_keep_alive(std::time::Duration::from_secs(1))
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut sigint =
+            signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        let mut sigterm =
+            signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        let shutdown = async move {
+            tokio::select! {
+                _ = sigint.recv() => {}
+                _ = sigterm.recv() => {}
+            }
+            eprintln!("nft-recorder: stopping every session, then exiting");
+        };
+        nft_recorder::serve::run(config, shutdown).await?;
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
 }
 
 fn run_discover(args: DiscoverArgs) -> anyhow::Result<ExitCode> {

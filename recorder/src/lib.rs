@@ -18,6 +18,7 @@ pub mod live;
 pub mod loader;
 pub mod record;
 pub mod sd_notify;
+pub mod serve;
 pub mod sources;
 pub mod stop;
 pub mod writer;

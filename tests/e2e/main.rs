@@ -12,6 +12,7 @@ mod record_reliability;
 mod record_session;
 mod record_stacks;
 mod record_tracepoints;
+mod serve_api;
 mod tp_btf_receive;
 mod vm;
 mod vm_forward;

@@ -36,3 +36,20 @@ pub fn enter_netns(path: &Path) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// Runs `f` on a new thread inside the namespace at `path` (`None`: this
+/// process's), so the caller's thread stays where it is.
+pub fn in_netns<T: Send + 'static>(
+    path: Option<std::path::PathBuf>,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::io::Result<T> {
+    std::thread::spawn(move || -> std::io::Result<T> {
+        if let Some(path) = &path {
+            enter_netns(path)
+                .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        }
+        Ok(f())
+    })
+    .join()
+    .map_err(|_| std::io::Error::other("the thread in the namespace panicked"))?
+}

@@ -25,7 +25,7 @@ fn bad(path: &Path, why: impl Into<String>) -> RecordError {
 }
 
 /// Why an existing directory is not safe to record into, if it is not.
-fn unsafe_reason(meta: &std::fs::Metadata) -> Option<String> {
+pub fn unsafe_reason(meta: &std::fs::Metadata) -> Option<String> {
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
     if meta.file_type().is_symlink() {

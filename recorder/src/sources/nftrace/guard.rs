@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use super::table;
-use crate::kernel::netns::enter_netns;
+use crate::kernel::netns::in_netns;
 
 /// Namespaces (`None`: the recorder's own) whose table a live guard
 /// covers, process-wide, with the guard's id.
@@ -61,27 +61,20 @@ pub fn remove_every_table() -> Vec<String> {
     remove_in(&targets)
 }
 
-/// One thread per namespace: entering a namespace changes the calling
-/// thread, and the caller's must stay where it is.
+/// One thread per namespace (`in_netns`): entering a namespace changes the
+/// calling thread, and the caller's must stay where it is.
 fn remove_in(targets: &[Option<PathBuf>]) -> Vec<String> {
-    let handles: Vec<_> = targets
+    targets
         .iter()
         .cloned()
-        .map(|target| {
-            std::thread::spawn(move || -> Result<(), String> {
-                if let Some(path) = &target {
-                    enter_netns(path).map_err(|e| format!("{}: {e}", path.display()))?;
-                }
+        .filter_map(|target| {
+            match in_netns(target, || {
                 table::remove().map(drop).map_err(|e| e.to_string())
-            })
-        })
-        .collect();
-    handles
-        .into_iter()
-        .filter_map(|h| match h.join() {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(e),
-            Err(_) => Some("the removing thread panicked".into()),
+            }) {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e),
+                Err(e) => Some(e.to_string()),
+            }
         })
         .collect()
 }
