@@ -382,6 +382,52 @@ fn a_full_disk_ends_the_recording_cleanly() {
     let _ = std::fs::remove_dir_all(&mount);
 }
 
+/// The disk fills up while a quiet recording runs (a filler file takes
+/// every free block), then SIGINT: the stop's own files (ruleset snapshot,
+/// side tables, the closed segments, the manifest) go into the space the
+/// reserve held, and the recording ends cleanly.
+#[test]
+fn a_disk_full_before_the_stop_still_lets_it_finish() {
+    let _kernel = kernel_lock();
+    let hosts = TwoHosts::new(219).unwrap();
+    let mount = recording_dir("tmpfs-stop");
+    std::fs::create_dir_all(&mount).unwrap();
+    run(
+        "mount",
+        &[
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=4m",
+            "tmpfs",
+            mount.to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+    let dir = mount.join("rec");
+    let mut child = start_recorder(&dir, &["--netns", &hosts.b.name]);
+    // Fill what is left: dd stops at ENOSPC.
+    let filler = mount.join("filler");
+    let _ = Command::new("dd")
+        .args(["if=/dev/zero", "bs=64k"])
+        .arg(format!("of={}", filler.display()))
+        .stderr(Stdio::null())
+        .status();
+    signal(&child, libc::SIGINT);
+    let (status, _) = wait_exit(&mut child, Duration::from_secs(20));
+    let err = stderr_of(&mut child);
+    assert!(status.success(), "{err}");
+    assert_no_table(&hosts);
+    let m = manifest(&dir);
+    assert_eq!(m["end"], "signal", "{err}");
+    assert_eq!(m["ended_cleanly"], true);
+    let label = nft_schema::tables::ruleset_label(Some(&hosts.b.name));
+    assert!(dir.join(format!("ruleset-{label}-stop.json")).exists());
+    analyzer_opens(&dir);
+    let _ = run("umount", &["-l", mount.to_str().unwrap()]);
+    let _ = std::fs::remove_dir_all(&mount);
+}
+
 /// `--ring` killed with SIGKILL at random moments, 50 times: every
 /// directory opens in the analyzer.
 #[test]

@@ -244,10 +244,7 @@ fn the_user_guides_session_calls() {
     assert!(server.stop().success());
 }
 
-fn ws_connect(
-    server: &Server,
-    id: &str,
-) -> tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>> {
+fn ws_connect(server: &Server, id: &str) -> Ws {
     use tungstenite::client::IntoClientRequest;
     let url = format!(
         "{}/api/sessions/{id}/live",
@@ -259,6 +256,31 @@ fn ws_connect(
         format!("Bearer {}", server.token).parse().unwrap(),
     );
     tungstenite::connect(req).unwrap().0
+}
+
+type Ws = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>;
+
+/// Reads live messages until the session ends: (events, dropped counts).
+/// `throttle`: sleep 1 ms after every that many messages.
+fn read_live(ws: &mut Ws, throttle: Option<u64>) -> (u64, u64) {
+    let (mut events, mut dropped, mut read) = (0u64, 0u64, 0u64);
+    while let Ok(msg) = ws.read() {
+        read += 1;
+        let text = msg.to_text().unwrap_or("");
+        if text.contains(r#""type":"event""#) {
+            events += 1;
+        } else if let Ok(v) = serde_json::from_str::<Value>(text) {
+            match v["type"].as_str() {
+                Some("dropped") => dropped += v["count"].as_u64().unwrap_or(0),
+                Some("end") => break,
+                _ => {}
+            }
+        }
+        if throttle.is_some_and(|n| read.is_multiple_of(n)) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    (events, dropped)
 }
 
 /// A WebSocket client gets every event of a ping while the session runs
@@ -276,22 +298,7 @@ fn live_events_over_websocket() {
     let (code, v) = server.call("POST", "/api/sessions", Some(&body));
     assert_eq!(code, 200, "{v}");
     let mut ws = ws_connect(&server, "live1");
-    let reader = std::thread::spawn(move || {
-        let (mut events, mut dropped) = (0u64, 0u64);
-        while let Ok(msg) = ws.read() {
-            let Ok(text) = msg.to_text() else { continue };
-            let Ok(v) = serde_json::from_str::<Value>(text) else {
-                continue;
-            };
-            match v["type"].as_str() {
-                Some("event") => events += 1,
-                Some("dropped") => dropped += v["count"].as_u64().unwrap(),
-                Some("end") => break,
-                _ => {}
-            }
-        }
-        (events, dropped)
-    });
+    let reader = std::thread::spawn(move || read_live(&mut ws, None));
     std::thread::sleep(Duration::from_millis(200));
     hosts
         .a
@@ -314,27 +321,8 @@ fn live_events_over_websocket() {
     assert_eq!(code, 200, "{v}");
     let mut slow = ws_connect(&server, "live2");
     let _never_reads = ws_connect(&server, "live2");
-    let slow_reader = std::thread::spawn(move || {
-        let (mut events, mut dropped) = (0u64, 0u64);
-        let mut read = 0u64;
-        while let Ok(msg) = slow.read() {
-            read += 1;
-            let Ok(v) = serde_json::from_str::<Value>(msg.to_text().unwrap_or("")) else {
-                continue;
-            };
-            match v["type"].as_str() {
-                Some("event") => events += 1,
-                Some("dropped") => dropped += v["count"].as_u64().unwrap(),
-                Some("end") => break,
-                _ => {}
-            }
-            // About 10 k messages/s: far slower than a flood's events.
-            if read.is_multiple_of(10) {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        }
-        (events, dropped)
-    });
+    // About 10 k messages/s: far slower than a flood's events.
+    let slow_reader = std::thread::spawn(move || read_live(&mut slow, Some(10)));
     let _ = hosts
         .a
         .exec("timeout", &["3", "ping", "-f", "-q", &hosts.b_ip]);
@@ -624,20 +612,8 @@ fn bench_session_latency_and_live_rate() {
     );
     let mut ws = ws_connect(&server, "rate");
     let reader = std::thread::spawn(move || {
-        let (mut events, mut dropped) = (0u64, 0u64);
         let t = Instant::now();
-        while let Ok(msg) = ws.read() {
-            let text = msg.to_text().unwrap_or("");
-            if text.contains(r#""type":"event""#) {
-                events += 1;
-            } else if let Ok(v) = serde_json::from_str::<Value>(text) {
-                match v["type"].as_str() {
-                    Some("dropped") => dropped += v["count"].as_u64().unwrap(),
-                    Some("end") => break,
-                    _ => {}
-                }
-            }
-        }
+        let (events, dropped) = read_live(&mut ws, None);
         (events, dropped, t.elapsed())
     });
     let _ = hosts

@@ -143,7 +143,7 @@ impl Registry {
 
     /// Stops a session and forgets it; returns its finished recording. It
     /// stays listed (`stopping`) until its recording is complete.
-    pub async fn stop(&self, id: &str) -> Result<RecordSummary, ApiError> {
+    pub async fn stop(self: &Arc<Self>, id: &str) -> Result<RecordSummary, ApiError> {
         let session = {
             let mut sessions = self.lock();
             let entry = sessions
@@ -163,15 +163,22 @@ impl Registry {
             entry.stopping = true;
             session
         };
-        let stopped = tokio::task::spawn_blocking(move || session.stop()).await;
-        self.lock().remove(id);
-        stopped
+        // A task of its own, like the start: a client that goes away does
+        // not leave the session listed as stopping.
+        let (registry, id) = (self.clone(), id.to_string());
+        let task = tokio::spawn(async move {
+            let stopped = tokio::task::spawn_blocking(move || session.stop()).await;
+            registry.lock().remove(&id);
+            stopped
+        });
+        task.await
+            .map_err(|e| ApiError::internal(format!("stopping: {e}")))?
             .map_err(|e| ApiError::internal(format!("stopping: {e}")))?
             .map_err(ApiError::from)
     }
 
     /// Stops every session (the server is shutting down).
-    pub async fn stop_all(&self) {
+    pub async fn stop_all(self: &Arc<Self>) {
         let ids: Vec<String> = self.lock().keys().cloned().collect();
         for id in ids {
             match self.stop(&id).await {
