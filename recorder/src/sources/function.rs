@@ -187,8 +187,7 @@ fn load_kprobe<'a>(
         .map_err(|e| program_error(program, "(load)", e))?;
     // `--backend auto` may have loaded it already, to try one function.
     if prog.fd().is_err() {
-        prog.load()
-            .map_err(|e| program_error(program, "(load)", e))?;
+        super::load_retrying(|| prog.load()).map_err(|e| program_error(program, "(load)", e))?;
     }
     Ok(prog)
 }

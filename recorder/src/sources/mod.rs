@@ -104,6 +104,26 @@ pub enum AttachError {
     },
 }
 
+/// Loads a program, again when the kernel answers EAGAIN. The verifier
+/// gives up with EAGAIN when the loading thread has a signal pending (seen
+/// with eight sessions loading at once in one API server); libbpf retries
+/// such loads up to five times, and so does this.
+pub fn load_retrying(
+    mut load: impl FnMut() -> Result<(), ProgramError>,
+) -> Result<(), ProgramError> {
+    let mut attempts = 5;
+    loop {
+        match load() {
+            Err(ProgramError::LoadError { io_error, .. })
+                if io_error.raw_os_error() == Some(libc::EAGAIN) && attempts > 1 =>
+            {
+                attempts -= 1;
+            }
+            r => return r,
+        }
+    }
+}
+
 /// Renders an error and its causes on one line (aya's errors hide the errno
 /// in their sources). A verifier log is cut to its last lines, which say why.
 pub fn chain(e: &dyn std::error::Error) -> String {

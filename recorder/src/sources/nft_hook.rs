@@ -87,7 +87,7 @@ pub fn attach(obj: &mut LoadedObject, hook: &Hook) -> Result<(), AttachError> {
         .ok_or_else(|| AttachError::NoProgram(hook.program.into()))?
         .try_into()
         .map_err(err)?;
-    prog.load().map_err(err)?;
+    super::load_retrying(|| prog.load()).map_err(err)?;
     prog.attach(hook.function, 0).map_err(err)?;
     Ok(())
 }

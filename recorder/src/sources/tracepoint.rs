@@ -11,7 +11,10 @@ use nft_schema::raw::{
 
 use nft_schema::tables::values;
 
-use super::{chain, AttachError, KernelContext, SessionSource, Source, StartContext, StartError};
+use super::{
+    chain, load_retrying, AttachError, KernelContext, SessionSource, Source, StartContext,
+    StartError,
+};
 use crate::kernel::btf::SkbTracepoint;
 use crate::loader::{LoadOptions, LoadedObject};
 use crate::writer::dims::ProbeRow;
@@ -127,7 +130,7 @@ pub fn attach(
         .ok_or_else(|| AttachError::NoProgram(probe.program.clone()))?
         .try_into()
         .map_err(err)?;
-    prog.load(&probe.tracepoint, btf).map_err(err)?;
+    load_retrying(|| prog.load(&probe.tracepoint, btf)).map_err(err)?;
     prog.attach().map_err(err)?;
     Ok(())
 }
