@@ -86,6 +86,26 @@ impl Drop for Flood {
     }
 }
 
+/// A 4 MiB tmpfs, unmounted and removed on drop: a disk that fills.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(tag: &str) -> Self {
+        let path = recording_dir(tag);
+        std::fs::create_dir_all(&path).unwrap();
+        let target = path.to_str().unwrap();
+        run("mount", &["-t", "tmpfs", "-o", "size=4m", "tmpfs", target]).unwrap();
+        SmallDisk(path)
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = run("umount", &["-l", self.0.to_str().unwrap()]);
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 fn analyzer_opens(dir: &Path) {
     let out = Command::new(workspace_bin("nft-analyzer"))
         .arg("stats")
@@ -339,20 +359,8 @@ fn one_recorder_per_namespace() {
 fn a_full_disk_ends_the_recording_cleanly() {
     let _kernel = kernel_lock();
     let hosts = TwoHosts::new(216).unwrap();
-    let mount = recording_dir("tmpfs");
-    std::fs::create_dir_all(&mount).unwrap();
-    run(
-        "mount",
-        &[
-            "-t",
-            "tmpfs",
-            "-o",
-            "size=4m",
-            "tmpfs",
-            mount.to_str().unwrap(),
-        ],
-    )
-    .unwrap();
+    let disk = SmallDisk::mount("tmpfs");
+    let mount = disk.0.clone();
     let _flood = Flood::start(&hosts, 60);
     let dir = mount.join("rec");
     let mut child = start_recorder(
@@ -378,8 +386,6 @@ fn a_full_disk_ends_the_recording_cleanly() {
     assert!(end.contains("No space left on device"), "{end}");
     assert_eq!(m["ended_cleanly"], false);
     analyzer_opens(&dir);
-    let _ = run("umount", &["-l", mount.to_str().unwrap()]);
-    let _ = std::fs::remove_dir_all(&mount);
 }
 
 /// The disk fills up while a quiet recording runs (a filler file takes
@@ -390,20 +396,8 @@ fn a_full_disk_ends_the_recording_cleanly() {
 fn a_disk_full_before_the_stop_still_lets_it_finish() {
     let _kernel = kernel_lock();
     let hosts = TwoHosts::new(219).unwrap();
-    let mount = recording_dir("tmpfs-stop");
-    std::fs::create_dir_all(&mount).unwrap();
-    run(
-        "mount",
-        &[
-            "-t",
-            "tmpfs",
-            "-o",
-            "size=4m",
-            "tmpfs",
-            mount.to_str().unwrap(),
-        ],
-    )
-    .unwrap();
+    let disk = SmallDisk::mount("tmpfs-stop");
+    let mount = disk.0.clone();
     let dir = mount.join("rec");
     let mut child = start_recorder(&dir, &["--netns", &hosts.b.name]);
     // Fill what is left: dd stops at ENOSPC.
@@ -424,8 +418,6 @@ fn a_disk_full_before_the_stop_still_lets_it_finish() {
     let label = nft_schema::tables::ruleset_label(Some(&hosts.b.name));
     assert!(dir.join(format!("ruleset-{label}-stop.json")).exists());
     analyzer_opens(&dir);
-    let _ = run("umount", &["-l", mount.to_str().unwrap()]);
-    let _ = std::fs::remove_dir_all(&mount);
 }
 
 /// `--ring` killed with SIGKILL at random moments, 50 times: every
