@@ -106,6 +106,26 @@ impl Drop for SmallDisk {
     }
 }
 
+/// `nft-recorder record -o DIR ARGS...`, run to its end.
+fn record_once(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(workspace_bin("nft-recorder"))
+        .args(["record", "-o"])
+        .arg(dir)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// The manifest says the recording ended by `end`, cleanly, and it opens;
+/// then it is removed.
+fn assert_clean_end(dir: &Path, end: &str) {
+    let m = manifest(dir);
+    assert_eq!(m["end"], end);
+    assert_eq!(m["ended_cleanly"], true);
+    analyzer_opens(dir);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 fn analyzer_opens(dir: &Path) {
     let out = Command::new(workspace_bin("nft-analyzer"))
         .arg("stats")
@@ -156,12 +176,8 @@ fn stop_under_a_flood_is_bounded() {
         eprintln!("stop by {how} under a flood: {stop_took:?}");
         assert!(stop_took < Duration::from_secs(5), "{how}: {stop_took:?}");
         assert_no_table(&hosts);
-        let m = manifest(&dir);
-        assert_eq!(m["end"], end, "{how}");
-        assert_eq!(m["ended_cleanly"], true);
-        assert!(m["events"].as_u64().unwrap() > 0);
-        analyzer_opens(&dir);
-        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(manifest(&dir)["events"].as_u64().unwrap() > 0, "{how}");
+        assert_clean_end(&dir, end);
     }
 }
 
@@ -189,11 +205,7 @@ fn live_output_closed_by_its_reader_ends_cleanly() {
     assert!(status.success(), "{err}");
     assert!(!err.contains("panicked"), "{err}");
     assert_no_table(&hosts);
-    let m = manifest(&dir);
-    assert_eq!(m["end"], "stdout-closed");
-    assert_eq!(m["ended_cleanly"], true);
-    analyzer_opens(&dir);
-    std::fs::remove_dir_all(&dir).unwrap();
+    assert_clean_end(&dir, "stdout-closed");
 }
 
 /// SIGHUP stops like SIGTERM; two SIGINTs while attaching end at once.
@@ -260,12 +272,7 @@ fn unsafe_output_directories_are_refused_and_planted_links_untouched() {
         (&theirs, "is owned by uid 65534"),
         (&link, "symbolic link"),
     ] {
-        let out = Command::new(workspace_bin("nft-recorder"))
-            .args(["record", "-o"])
-            .arg(dir)
-            .args(["--netns", &hosts.b.name, "--duration", "1"])
-            .output()
-            .unwrap();
+        let out = record_once(dir, &["--netns", &hosts.b.name, "--duration", "1"]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success());
         assert!(err.contains(why), "{}: {err}", dir.display());
@@ -309,12 +316,7 @@ fn one_recorder_per_namespace() {
     let first_dir = recording_dir("lock-1");
     let first = start_recorder(&first_dir, &["--netns", &hosts.b.name]);
     let second_dir = recording_dir("lock-2");
-    let out = Command::new(workspace_bin("nft-recorder"))
-        .args(["record", "-o"])
-        .arg(&second_dir)
-        .args(["--netns", &hosts.b.name, "--duration", "1"])
-        .output()
-        .unwrap();
+    let out = record_once(&second_dir, &["--netns", &hosts.b.name, "--duration", "1"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("already being recorded"), "{err}");
@@ -327,12 +329,10 @@ fn one_recorder_per_namespace() {
     assert!(String::from_utf8_lossy(&tables.stdout).contains("nft_tracer"));
 
     let third_dir = recording_dir("lock-3");
-    let out = Command::new(workspace_bin("nft-recorder"))
-        .args(["record", "-o"])
-        .arg(&third_dir)
-        .args(["--netns", &hosts.b.name, "--no-nftrace", "--duration", "1"])
-        .output()
-        .unwrap();
+    let out = record_once(
+        &third_dir,
+        &["--netns", &hosts.b.name, "--no-nftrace", "--duration", "1"],
+    );
     assert!(
         out.status.success(),
         "{}",
