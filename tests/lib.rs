@@ -269,6 +269,17 @@ pub fn start_recorder(dir: &std::path::Path, args: &[&str]) -> std::process::Chi
     child
 }
 
+/// Sends `sig` to `child`.
+pub fn signal(child: &std::process::Child, sig: libc::c_int) {
+    // SAFETY: sending a signal to our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
+}
+
+/// A recording's manifest, parsed.
+pub fn manifest(dir: &std::path::Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("recording.json")).unwrap()).unwrap()
+}
+
 /// The scenario's ruleset (also the demo's): accept, drop (verdict map),
 /// reject, a jump to a regular chain, a counter on every rule that can carry
 /// one.

@@ -16,7 +16,7 @@ use aya_ebpf::{
 use nft_schema::raw::{EventKind, LossReason, FUNC_FREES_SKB, PROBE_FUNCTION_BASE};
 
 use crate::maps::{count_loss, FUNC_IDS};
-use crate::skb::{emit, Extra};
+use crate::skb::{emit, BtfRead, Extra, ProbeRead, Read};
 
 /// Emits the event of function `ip` for `skb`; `caller` is the return
 /// address into the calling function (0 when unknown). One lookup: the
@@ -25,13 +25,13 @@ use crate::skb::{emit, Extra};
 /// is counted as a loss and stops here, so the rest of the program is
 /// verified for one kind of state, not two.
 #[inline(always)]
-fn function_event<C: StackIdContext>(ctx: &C, skb: u64, ip: u64, caller: u64) -> u32 {
+fn function_event<R: Read, C: StackIdContext>(ctx: &C, skb: u64, ip: u64, caller: u64) -> u32 {
     // SAFETY: plain map lookup; values are written before attaching.
     let Some(&value) = (unsafe { FUNC_IDS.get(ip) }) else {
         count_loss(PROBE_FUNCTION_BASE, LossReason::UnknownFunction);
         return 0;
     };
-    emit(
+    emit::<R, C>(
         ctx,
         skb,
         Extra {
@@ -70,13 +70,13 @@ macro_rules! function_programs {
             #[kprobe]
             pub fn $kprobe(ctx: ProbeContext) -> u32 {
                 let skb: u64 = ctx.arg($arg).unwrap_or(0);
-                function_event(&ctx, skb, func_ip(&ctx), kprobe_caller(&ctx))
+                function_event::<ProbeRead, _>(&ctx, skb, func_ip(&ctx), kprobe_caller(&ctx))
             }
 
             #[fentry]
             pub fn $fentry(ctx: FEntryContext) -> i32 {
                 let skb: u64 = ctx.arg($arg);
-                function_event(&ctx, skb, func_ip(&ctx), 0) as i32
+                function_event::<BtfRead, _>(&ctx, skb, func_ip(&ctx), 0) as i32
             }
         )*
     };

@@ -6,8 +6,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, PerCpuArray, RingBuf, StackTrace},
 };
 use nft_schema::raw::{
-    loss_index, LossReason, ProbeConfig, DEFAULT_TRACKED_SKBS, LOSS_PROBES, LOSS_REASONS,
-    MAX_FUNCTIONS,
+    loss_index, KernelOffsets, LossReason, ProbeConfig, DEFAULT_TRACKED_SKBS, LOSS_PROBES,
+    LOSS_REASONS, MAX_FUNCTIONS,
 };
 
 /// Events to userspace. The size is overridden by the recorder at load time
@@ -52,3 +52,54 @@ pub static TRACKED: HashMap<u64, u64> = HashMap::with_max_entries(DEFAULT_TRACKE
 /// allocated up front), `DEFAULT_STACKS` with it.
 #[map]
 pub static STACKS: StackTrace = StackTrace::with_max_entries(1, 0);
+
+/// `bpf_ringbuf_submit` flags and the `bpf_ringbuf_query` field.
+const BPF_RB_NO_WAKEUP: u64 = 1;
+const BPF_RB_FORCE_WAKEUP: u64 = 2;
+const BPF_RB_AVAIL_DATA: u64 = 0;
+/// A ring buffer record's header (`BPF_RINGBUF_HDR_SZ`).
+const RINGBUF_HDR: u64 = 8;
+
+/// The flags to submit a reserved record of `size` bytes with. A wake-up
+/// is an interrupt (irq_work) that costs far more than the event itself on
+/// a VM, so records go in without one, except the record that makes the
+/// unread data cross a multiple of `ProbeConfig::ring_wakeup_bytes`; the
+/// reader also polls on a short timer, so nothing waits longer than that
+/// (and a crossing missed between two CPUs' records is caught by it).
+#[inline(always)]
+pub fn wakeup_flags(size: usize) -> u64 {
+    let step = match CONFIG.get(0) {
+        Some(c) => c.ring_wakeup_bytes as u64,
+        None => 0,
+    };
+    if step == 0 {
+        return 0;
+    }
+    let mask = !(step - 1);
+    let avail = EVENTS.query(BPF_RB_AVAIL_DATA);
+    let before = avail.saturating_sub(size as u64 + RINGBUF_HDR);
+    if avail & mask != before & mask {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    }
+}
+
+/// Field offsets from the running kernel's BTF, written by the loader into
+/// this read-only global (`names::GLOBAL_KERNEL_OFFSETS`), which the
+/// verifier sees as constants: see [`crate::skb::BtfRead`].
+#[no_mangle]
+pub(crate) static KERNEL_OFFSETS: KernelOffsets = KernelOffsets::MISSING;
+
+/// One field of [`KERNEL_OFFSETS`]; volatile so the compiler does not fold
+/// in the default the object is built with.
+macro_rules! kernel_offset {
+    ($field:ident) => {
+        // SAFETY: reading a field of a static; the loader wrote it before
+        // any program ran.
+        unsafe {
+            core::ptr::read_volatile(core::ptr::addr_of!($crate::maps::KERNEL_OFFSETS.$field))
+        }
+    };
+}
+pub(crate) use kernel_offset;

@@ -14,8 +14,8 @@ use nft_schema::raw::{
     nft_event, nft_trace_abi, EventKind, LossReason, NftPart, NftRecord, PROBE_NFT_RULE,
 };
 
-use crate::maps::{count_loss, CONFIG, EVENTS};
-use crate::skb::{prepare, read_at, Extra};
+use crate::maps::{count_loss, wakeup_flags, CONFIG, EVENTS};
+use crate::skb::{prepare, read_at, Extra, ProbeRead};
 
 /// Verdict codes with a target chain.
 const NFT_JUMP: i32 = -3;
@@ -69,7 +69,7 @@ pub fn kprobe_nft_rule(ctx: ProbeContext) -> u32 {
         reported_before: false,
         net: read_at(state, o.state_net),
     };
-    let Some(ev) = prepare(&ctx, skb, extra) else {
+    let Some(ev) = prepare::<ProbeRead, _>(&ctx, skb, extra) else {
         return 0;
     };
     // Into the ring buffer at once: the event leaves the stack (512 bytes)
@@ -150,6 +150,6 @@ pub fn kprobe_nft_rule(ctx: ProbeContext) -> u32 {
     unsafe {
         core::ptr::addr_of_mut!((*slot).nft).write(nft);
     }
-    entry.submit(0);
+    entry.submit(wakeup_flags(core::mem::size_of::<NftRecord>()));
     0
 }

@@ -21,8 +21,8 @@ use nft_schema::raw::{
     PROBE_NFT_CHAIN_ENTRY, PROBE_NFT_CHAIN_EXIT,
 };
 
-use crate::maps::{count_loss, CONFIG, EVENTS};
-use crate::skb::{prepare, read_at, Extra};
+use crate::maps::{count_loss, wakeup_flags, CONFIG, EVENTS};
+use crate::skb::{prepare, read_at, Extra, ProbeRead};
 
 /// One entered chain, as its exit will report it.
 #[repr(C)]
@@ -84,7 +84,7 @@ fn submit(probe_id: u32, frame: *const Frame, exit_verdict: Option<i32>) {
             core::ptr::addr_of_mut!((*slot).nft.trace_type).write(nft_event::CHAIN_EXIT);
         }
     }
-    entry.submit(0);
+    entry.submit(wakeup_flags(core::mem::size_of::<NftRecord>()));
 }
 
 /// The chain's identity: `nft_do_chain(pkt, priv)` is called with the base
@@ -143,7 +143,7 @@ pub fn kprobe_nft_chain(ctx: ProbeContext) -> u32 {
     frame.skb = skb;
     frame.nft = chain_part(&config.nft, pkt, chain);
     frame.reported = 0;
-    let Some(ev) = prepare(
+    let Some(ev) = prepare::<ProbeRead, _>(
         &ctx,
         skb,
         Extra {

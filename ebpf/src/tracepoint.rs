@@ -9,7 +9,7 @@
 use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
 use nft_schema::raw::{tp_slot_base, EventKind, PROBE_KFREE_SKB};
 
-use crate::skb::{emit, Extra};
+use crate::skb::{emit, BtfRead, Extra};
 
 macro_rules! tp_slots {
     ($arg:literal: $($name:ident = $index:literal),* $(,)?) => {
@@ -20,7 +20,7 @@ macro_rules! tp_slots {
             #[btf_tracepoint]
             pub fn $name(ctx: BtfTracePointContext) -> i32 {
                 let skb: u64 = ctx.arg($arg);
-                emit(&ctx, skb, Extra {
+                emit::<BtfRead, _>(&ctx, skb, Extra {
                     probe_id: tp_slot_base($arg) + $index,
                     kind: EventKind::Tracepoint,
                     location: 0,
@@ -61,7 +61,7 @@ pub fn tp_kfree_skb(ctx: BtfTracePointContext) -> i32 {
     let skb: u64 = ctx.arg(0);
     let location: u64 = ctx.arg(1);
     let reason: u64 = ctx.arg(2);
-    emit(
+    emit::<BtfRead, _>(
         &ctx,
         skb,
         Extra {

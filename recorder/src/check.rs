@@ -2,7 +2,7 @@
 //! each mechanism for real (load, attach, detach), never by reading a kernel
 //! config file.
 
-use nft_schema::raw::{KernelOffsets, ProbeConfig};
+use nft_schema::raw::KernelOffsets;
 
 use crate::kernel::btf::KernelBtf;
 use crate::kernel::nft_layout::NftLayout;
@@ -118,10 +118,7 @@ pub fn run() -> Report {
         },
     });
     let aya_btf = aya::Btf::from_sys_fs().ok();
-    let kernel = KernelContext {
-        aya_btf,
-        config: ProbeConfig::unfiltered(offsets),
-    };
+    let kernel = KernelContext { aya_btf, offsets };
 
     let sources: [&dyn Source; 5] = [
         &TracepointSource,

@@ -5,7 +5,7 @@ use aya::{
     maps::{Array, MapError},
     Btf, Ebpf, EbpfError, EbpfLoader,
 };
-use nft_schema::raw::{names, ProbeConfig};
+use nft_schema::raw::{names, KernelOffsets, ProbeConfig};
 
 use crate::ebpf_object::EBPF_OBJECT;
 
@@ -30,6 +30,8 @@ pub struct LoadedObject {
 
 /// What to load with.
 pub struct LoadOptions<'a> {
+    /// Field offsets from BTF (the programs' read-only global).
+    pub offsets: KernelOffsets,
     pub config: ProbeConfig,
     /// Ring buffer size in bytes (a power of two, multiple of the page size).
     pub ringbuf_bytes: u32,
@@ -48,6 +50,7 @@ impl LoadedObject {
         let mut loader = EbpfLoader::new();
         loader
             .btf(opts.btf)
+            .override_global(names::GLOBAL_KERNEL_OFFSETS, &opts.offsets, true)
             .map_max_entries(names::MAP_EVENTS, opts.ringbuf_bytes)
             .map_max_entries(names::MAP_TRACKED, opts.tracked_skbs.max(1))
             .map_max_entries(names::MAP_STACKS, opts.stacks.max(1));

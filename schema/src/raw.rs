@@ -141,7 +141,11 @@ pub struct SkbEvent {
 
 /// Byte offsets of the kernel struct fields the programs read, taken from the
 /// running kernel's BTF at start-up (never hard-coded). [`OFFSET_MISSING`]
-/// where the kernel lacks a field.
+/// where the kernel lacks a field. The loader writes them into the
+/// programs' read-only global [`names::GLOBAL_KERNEL_OFFSETS`], not into
+/// `CONFIG`: the verifier treats a frozen read-only global as constants,
+/// so tp_btf and fentry programs read the fields with direct loads through
+/// their BTF-typed pointers instead of a helper call per field.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KernelOffsets {
@@ -333,7 +337,6 @@ pub struct PacketFilter {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProbeConfig {
-    pub offsets: KernelOffsets,
     /// When `netns_count` > 0, only skbs whose device is in one of these
     /// network namespaces (inodes) are reported.
     pub netns: [u32; MAX_NETNS],
@@ -351,13 +354,19 @@ pub struct ProbeConfig {
     pub nft: NftOffsets,
     /// 1: take the kernel stack of every reported event (`--stack`).
     pub stacks: u32,
+    /// Wake the reader each time this many bytes (a power of two) have
+    /// piled up in the ring buffer; between those, records are submitted
+    /// without a wake-up and the reader polls on a short timer. 0: wake on
+    /// every record the reader is waiting for (the kernel's default), whose
+    /// interrupt cost ~5 µs per event on a VM (docs/benchmarks.md).
+    pub ring_wakeup_bytes: u32,
+    pub _pad_wakeup: u32,
 }
 
 impl ProbeConfig {
     /// No filters at all.
-    pub const fn unfiltered(offsets: KernelOffsets) -> Self {
+    pub const fn unfiltered() -> Self {
         Self {
-            offsets,
             netns: [0; MAX_NETNS],
             netns_count: 0,
             filter: PacketFilter {
@@ -379,6 +388,8 @@ impl ProbeConfig {
             track_ttl_ns: 0,
             nft: NftOffsets::MISSING,
             stacks: 0,
+            ring_wakeup_bytes: 0,
+            _pad_wakeup: 0,
         }
     }
 }
@@ -436,6 +447,10 @@ pub const DEFAULT_TRACKED_SKBS: u32 = 65536;
 /// Default size of the `STACKS` map with `--stack` (distinct kernel
 /// stacks; each takes about 1 KiB of kernel memory, allocated up front).
 pub const DEFAULT_STACKS: u32 = 4096;
+
+/// `probe_id` of the overhead benchmark's yardstick programs (never in a
+/// recording).
+pub const PROBE_BENCH: u32 = PROBE_FUNCTION_BASE - 4;
 
 /// `probe_id` of losses in the nftrace source (netlink overruns).
 pub const PROBE_NFTRACE: u32 = u32::MAX - 1;
@@ -499,6 +514,8 @@ pub const fn loss_index(probe_id: u32, reason: LossReason) -> u32 {
 pub mod names {
     pub const MAP_EVENTS: &str = "EVENTS";
     pub const MAP_CONFIG: &str = "CONFIG";
+    /// The read-only global holding [`super::KernelOffsets`].
+    pub const GLOBAL_KERNEL_OFFSETS: &str = "KERNEL_OFFSETS";
     pub const MAP_LOSSES: &str = "LOSSES";
     /// The `skb:kfree_skb` program.
     pub const PROG_TP_KFREE_SKB: &str = "tp_kfree_skb";
@@ -558,7 +575,7 @@ mod tests {
         assert_eq!(core::mem::size_of::<NftRecord>(), 152);
         assert_eq!(
             core::mem::size_of::<ProbeConfig>(),
-            44 + 32 + 4 + 68 + 4 + 8 + 116 + 4
+            32 + 4 + 68 + 4 + 8 + 116 + 4 + 8
         );
     }
 

@@ -6,6 +6,7 @@ mod analyze_recording;
 mod check_cli;
 mod diff_recordings;
 mod discover_cli;
+mod load_bench;
 mod record_filters;
 mod record_nftrace;
 mod record_reliability;

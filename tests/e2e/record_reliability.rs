@@ -7,21 +7,12 @@ use std::time::{Duration, Instant};
 
 use nft_recorder::writer::merge::recover_open_segments;
 use nft_tests::{
-    duckdb_i64, kernel_lock, recorder_programs_settled, recording_dir, run_bin, start_recorder,
-    workspace_bin, TwoHosts,
+    duckdb_i64, kernel_lock, manifest, recorder_programs_settled, recording_dir, run_bin, signal,
+    start_recorder, workspace_bin, TwoHosts,
 };
 
 fn start(dir: &Path, args: &[&str]) -> Child {
     start_recorder(dir, args)
-}
-
-fn signal(child: &Child, sig: libc::c_int) {
-    // SAFETY: sending a signal to our own child.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
-}
-
-fn manifest(dir: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(dir.join("recording.json")).unwrap()).unwrap()
 }
 
 fn recorder(args: &[&str]) -> Output {

@@ -14,18 +14,9 @@ use std::time::{Duration, Instant};
 use nft_recorder::record::{RecordOptions, Session, State};
 use nft_recorder::stop::StopSignal;
 use nft_tests::{
-    kernel_lock, recorder_programs_settled, recording_dir, run, start_recorder, workspace_bin,
-    TwoHosts,
+    kernel_lock, manifest, recorder_programs_settled, recording_dir, run, signal, start_recorder,
+    workspace_bin, TwoHosts,
 };
-
-fn signal(child: &Child, sig: libc::c_int) {
-    // SAFETY: sending a signal to our own child.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
-}
-
-fn manifest(dir: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(dir.join("recording.json")).unwrap()).unwrap()
-}
 
 /// Waits for `child` to exit, at most `limit`; returns how long it took.
 fn wait_exit(child: &mut Child, limit: Duration) -> (ExitStatus, Duration) {

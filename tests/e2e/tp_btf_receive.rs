@@ -33,10 +33,11 @@ fn netif_receive_skb_events_match_traffic_and_kernel_counters() {
     let (offsets, missing) = KernelBtf::running().unwrap().kernel_offsets().unwrap();
     assert!(missing.is_empty(), "fields missing from BTF: {missing:?}");
     let aya_btf = aya::Btf::from_sys_fs().unwrap();
-    let mut config = ProbeConfig::unfiltered(offsets);
+    let mut config = ProbeConfig::unfiltered();
     config.netns[0] = b_netns;
     config.netns_count = 1;
     let mut obj = LoadedObject::load(&LoadOptions {
+        offsets,
         config,
         ringbuf_bytes: 1 << 20,
         btf: Some(&aya_btf),

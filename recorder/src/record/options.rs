@@ -23,6 +23,10 @@ pub struct RecordOptions {
     pub max_bytes: Option<u64>,
     pub ring: bool,
     pub ringbuf_bytes: u32,
+    /// Wake the reader every this many bytes of unread events (a power of
+    /// two, at most the ring's size); 0 wakes it on every record, as the
+    /// kernel does by default. `None`: an eighth of the ring.
+    pub ring_wakeup_bytes: Option<u32>,
     pub flush_interval: Duration,
     pub segment_interval: Duration,
     pub segment_rows: u64,
@@ -58,6 +62,7 @@ impl RecordOptions {
             max_bytes: None,
             ring: false,
             ringbuf_bytes: 8 << 20,
+            ring_wakeup_bytes: None,
             flush_interval: Duration::from_secs(1),
             segment_interval: Duration::from_secs(30),
             segment_rows: 4 << 20,
@@ -73,6 +78,11 @@ impl RecordOptions {
             nft_hooks: NftHooks::Auto,
             command_line: std::env::args().collect(),
         }
+    }
+
+    /// The wake-up step the programs use (`ProbeConfig::ring_wakeup_bytes`).
+    pub fn ring_wakeup(&self) -> u32 {
+        self.ring_wakeup_bytes.unwrap_or(self.ringbuf_bytes / 8)
     }
 }
 
@@ -91,6 +101,8 @@ pub enum RecordError {
     TooManyNetns,
     #[error("--ringbuf-size {0}: must be a power of two of at least 4096 bytes")]
     RingbufSize(u32),
+    #[error("--ring-wakeup-bytes {0}: must be 0 or a power of two no larger than --ringbuf-size")]
+    RingWakeup(u32),
     #[error("--tracepoint {0}: no such tracepoint with a struct sk_buff * argument in this kernel's BTF")]
     UnknownTracepoint(String),
     #[error("output directory {path}: {why}")]

@@ -26,6 +26,10 @@ use crate::writer::segments::{SegmentError, SegmentWriter};
 const CHUNK: usize = 16 * 1024;
 /// Chunks in flight at most: bounds the recorder's memory.
 const CHANNEL_CHUNKS: usize = 32;
+/// The drain looks at the ring buffer at least this often: the programs
+/// wake it only every `ProbeConfig::ring_wakeup_bytes`, so at low rates
+/// this is what bounds an event's way to `--live`.
+const RING_POLL: Duration = Duration::from_millis(20);
 
 pub enum WriterMsg {
     Events(Drained),
@@ -88,7 +92,7 @@ pub fn spawn_drain(
             loop {
                 let stopping = stop.load(Ordering::Acquire);
                 if !stopping {
-                    wait_readable(fd, Duration::from_millis(100));
+                    wait_readable(fd, RING_POLL);
                 }
                 let n = reader.drain_into(&mut chunk)?;
                 if let Some(l) = live.as_mut() {

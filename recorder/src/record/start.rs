@@ -99,7 +99,7 @@ pub struct Started {
 }
 
 fn load(opts: &RecordOptions, plan: &Plan) -> Result<LoadedObject, RecordError> {
-    let mut config = ProbeConfig::unfiltered(plan.offsets);
+    let mut config = ProbeConfig::unfiltered();
     config.filter = plan.filter;
     config.netns_count = plan.netns.len() as u32;
     config.track_skbs = plan.tracking as u32;
@@ -111,7 +111,9 @@ fn load(opts: &RecordOptions, plan: &Plan) -> Result<LoadedObject, RecordError> 
         config.nft = layout.offsets;
     }
     config.stacks = opts.stacks as u32;
+    config.ring_wakeup_bytes = opts.ring_wakeup();
     Ok(LoadedObject::load(&LoadOptions {
+        offsets: plan.offsets,
         config,
         ringbuf_bytes: opts.ringbuf_bytes,
         btf: Some(&plan.aya_btf),

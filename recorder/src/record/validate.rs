@@ -137,6 +137,10 @@ pub fn validate(opts: &RecordOptions) -> Result<Plan, RecordError> {
     if !opts.ringbuf_bytes.is_power_of_two() || opts.ringbuf_bytes < 4096 {
         return Err(RecordError::RingbufSize(opts.ringbuf_bytes));
     }
+    let wakeup = opts.ring_wakeup();
+    if wakeup != 0 && (!wakeup.is_power_of_two() || wakeup > opts.ringbuf_bytes) {
+        return Err(RecordError::RingWakeup(wakeup));
+    }
     let btf = KernelBtf::running()?;
     let (offsets, missing) = btf.kernel_offsets()?;
     if !missing.is_empty() {

@@ -226,7 +226,8 @@ impl Source for FunctionSource {
 
     fn try_on_running_kernel(&self, kernel: &KernelContext) -> Result<String, String> {
         let mut obj = LoadedObject::load(&LoadOptions {
-            config: kernel.config,
+            offsets: kernel.offsets,
+            config: nft_schema::raw::ProbeConfig::unfiltered(),
             ringbuf_bytes: 4096,
             btf: kernel.aya_btf.as_ref(),
             tracked_skbs: 1,

@@ -83,8 +83,8 @@ pub trait Source {
 pub struct KernelContext {
     /// aya's view of the BTF (tp_btf and fentry targets are resolved in it).
     pub aya_btf: Option<aya::Btf>,
-    /// Offsets from btf-rs, for the programs' CONFIG.
-    pub config: nft_schema::raw::ProbeConfig,
+    /// Offsets from btf-rs, for the programs.
+    pub offsets: nft_schema::raw::KernelOffsets,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -198,7 +198,8 @@ impl Source for TracepointSource {
             .as_ref()
             .ok_or_else(|| AttachError::NoBtf("tp_btf").to_string())?;
         let mut obj = LoadedObject::load(&LoadOptions {
-            config: kernel.config,
+            offsets: kernel.offsets,
+            config: nft_schema::raw::ProbeConfig::unfiltered(),
             ringbuf_bytes: 4096,
             btf: Some(btf),
             tracked_skbs: 1,
