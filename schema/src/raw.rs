@@ -346,6 +346,7 @@ pub struct ProbeConfig {
     /// it is freed (the `TRACKED` map), even where its headers are not
     /// parsed or were rewritten by NAT. 0: each event is filtered alone.
     pub track_skbs: u32,
+    pub _pad_track: u32,
     /// A tracked skb not reported for this long is forgotten: its free was
     /// not seen, and the address may belong to another skb now.
     pub track_ttl_ns: u64,
@@ -385,6 +386,7 @@ impl ProbeConfig {
                 _pad: [0; 2],
             },
             track_skbs: 0,
+            _pad_track: 0,
             track_ttl_ns: 0,
             nft: NftOffsets::MISSING,
             stacks: 0,
@@ -575,7 +577,7 @@ mod tests {
         assert_eq!(core::mem::size_of::<NftRecord>(), 152);
         assert_eq!(
             core::mem::size_of::<ProbeConfig>(),
-            32 + 4 + 68 + 4 + 8 + 116 + 4 + 8
+            32 + 4 + 68 + 4 + 4 + 8 + 116 + 4 + 8
         );
     }
 
