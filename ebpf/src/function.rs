@@ -1,14 +1,16 @@
-//! Function source, kernel side: kprobe and fentry programs on kernel
-//! functions taking a `struct sk_buff *`, one per skb parameter position
-//! (1..=5). A kprobe program is loaded once and attached to every function
-//! of its position; an fentry program is loaded once per function (the
-//! target is fixed at load time). Both learn which function they run in from
-//! `bpf_get_func_ip` and the `FUNC_IDS` map. On the host kernel these cannot
+//! Function source, kernel side: kprobe, kprobe.multi and fentry programs
+//! on kernel functions taking a `struct sk_buff *`, one per skb parameter
+//! position (1..=5). A kprobe program is loaded once and attached to every
+//! function of its position; a kprobe.multi program likewise, with one link
+//! for all of them; an fentry program is loaded once per function (the
+//! target is fixed at load time). kprobe and fentry learn which function
+//! they run in from `bpf_get_func_ip` and the `FUNC_IDS` map; kprobe.multi
+//! from the link's cookie for the function (its probe id). On the host kernel these cannot
 //! attach (no kprobes, fentry refused); the QEMU harness proves them on
 //! Debian kernels.
 
 use aya_ebpf::{
-    helpers::{bpf_get_func_ip, bpf_probe_read_kernel},
+    helpers::{bpf_get_func_ip, bpf_probe_read_kernel, generated::bpf_get_attach_cookie},
     macros::{fentry, kprobe},
     programs::{tracing::StackIdContext, FEntryContext, ProbeContext},
     EbpfContext,
@@ -46,6 +48,26 @@ fn function_event<R: Read, C: StackIdContext>(ctx: &C, skb: u64, ip: u64, caller
     )
 }
 
+/// The event of a kprobe.multi hit: `cookie` is the function's probe id,
+/// with `FUNC_FREES_SKB` on the functions that free an skb.
+#[inline(always)]
+fn cookie_event(ctx: &ProbeContext, skb: u64, cookie: u64, caller: u64) -> u32 {
+    let value = cookie as u32;
+    emit::<ProbeRead, _>(
+        ctx,
+        skb,
+        Extra {
+            probe_id: value & !FUNC_FREES_SKB,
+            kind: EventKind::Function,
+            location: caller,
+            drop_reason: 0,
+            frees_skb: value & FUNC_FREES_SKB != 0,
+            reported_before: false,
+            net: 0,
+        },
+    )
+}
+
 #[inline(always)]
 fn func_ip(ctx: &impl EbpfContext) -> u64 {
     // SAFETY: helper reading the traced function's address from ctx.
@@ -65,12 +87,21 @@ fn kprobe_caller(ctx: &ProbeContext) -> u64 {
 }
 
 macro_rules! function_programs {
-    ($($kprobe:ident, $fentry:ident = $arg:literal;)*) => {
+    ($($kprobe:ident, $multi:ident, $fentry:ident = $arg:literal;)*) => {
         $(
             #[kprobe]
             pub fn $kprobe(ctx: ProbeContext) -> u32 {
                 let skb: u64 = ctx.arg($arg).unwrap_or(0);
                 function_event::<ProbeRead, _>(&ctx, skb, func_ip(&ctx), kprobe_caller(&ctx))
+            }
+
+            /// Loaded by the recorder as kprobe.multi (aya sees a kprobe).
+            #[kprobe]
+            pub fn $multi(ctx: ProbeContext) -> u32 {
+                let skb: u64 = ctx.arg($arg).unwrap_or(0);
+                // SAFETY: helper reading the link's cookie for this function.
+                let cookie = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
+                cookie_event(&ctx, skb, cookie, kprobe_caller(&ctx))
             }
 
             #[fentry]
@@ -82,11 +113,12 @@ macro_rules! function_programs {
     };
 }
 
-// Names are `nft_schema::raw::names::{kprobe_program, fentry_program}(pos)`.
+// Names are `nft_schema::raw::names::{kprobe_program, kprobe_multi_program,
+// fentry_program}(pos)`.
 function_programs! {
-    kprobe_skb_1, fentry_skb_1 = 0;
-    kprobe_skb_2, fentry_skb_2 = 1;
-    kprobe_skb_3, fentry_skb_3 = 2;
-    kprobe_skb_4, fentry_skb_4 = 3;
-    kprobe_skb_5, fentry_skb_5 = 4;
+    kprobe_skb_1, kpm_skb_1, fentry_skb_1 = 0;
+    kprobe_skb_2, kpm_skb_2, fentry_skb_2 = 1;
+    kprobe_skb_3, kpm_skb_3, fentry_skb_3 = 2;
+    kprobe_skb_4, kpm_skb_4, fentry_skb_4 = 3;
+    kprobe_skb_5, kpm_skb_5, fentry_skb_5 = 4;
 }

@@ -8,6 +8,7 @@ use aya::{
 use nft_schema::raw::{names, KernelOffsets, ProbeConfig};
 
 use crate::ebpf_object::EBPF_OBJECT;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -15,6 +16,8 @@ pub enum LoadError {
     Ebpf(#[from] EbpfError),
     #[error("eBPF object has no map {0}")]
     NoMap(&'static str),
+    #[error("duplicating a map fd: {0}")]
+    Fd(std::io::Error),
     #[error("writing map {name} failed: {source}")]
     Map {
         name: &'static str,
@@ -26,6 +29,10 @@ pub enum LoadError {
 /// One load of the eBPF object, configured.
 pub struct LoadedObject {
     pub ebpf: Ebpf,
+    /// Every map's fd, kept from the load (the recorder takes some maps out
+    /// of `ebpf` later), for the programs it loads itself
+    /// (`sources::kprobe_multi`).
+    pub map_fds: Vec<(String, OwnedFd)>,
 }
 
 /// What to load with.
@@ -74,6 +81,32 @@ impl LoadedObject {
                 name: names::MAP_CONFIG,
                 source,
             })?;
-        Ok(Self { ebpf })
+        let mut map_fds = Vec::new();
+        for (name, map) in ebpf.maps() {
+            if let Some(fd) = map_fd(map) {
+                map_fds.push((
+                    name.to_string(),
+                    fd.try_clone_to_owned().map_err(LoadError::Fd)?,
+                ));
+            }
+        }
+        Ok(Self { ebpf, map_fds })
     }
+}
+
+/// The fd of the kinds of map our object has (aya has no accessor for
+/// any map).
+fn map_fd(map: &aya::maps::Map) -> Option<BorrowedFd<'_>> {
+    use aya::maps::Map;
+    let data = match map {
+        Map::Array(d)
+        | Map::HashMap(d)
+        | Map::PerCpuArray(d)
+        | Map::RingBuf(d)
+        | Map::StackTraceMap(d)
+        | Map::LruHashMap(d)
+        | Map::PerCpuHashMap(d) => d,
+        _ => return None,
+    };
+    Some(data.fd().as_fd())
 }

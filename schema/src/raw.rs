@@ -538,6 +538,12 @@ pub mod names {
     pub fn kprobe_program(pos: u8) -> std::string::String {
         std::format!("kprobe_skb_{pos}")
     }
+    /// kprobe.multi program for functions whose skb is parameter `pos`
+    /// (1..=5); the recorder loads it itself (aya 0.14 has no kprobe.multi).
+    #[cfg(feature = "std")]
+    pub fn kprobe_multi_program(pos: u8) -> std::string::String {
+        std::format!("kpm_skb_{pos}")
+    }
     /// fentry program for functions whose skb is parameter `pos` (1..=5).
     #[cfg(feature = "std")]
     pub fn fentry_program(pos: u8) -> std::string::String {

@@ -295,9 +295,10 @@ fn packet_overhead(hosts: &TwoHosts, rounds: usize) {
 
 /// Part 3: events offered (recorded + lost), recorded and lost by packet
 /// rate, default tracepoints on B without nftrace, `seconds` per rate:
-/// UDP at fixed packet rates (iperf3 `-u -l 64 -b`), then a ping flood.
-fn loss_by_rate(hosts: &TwoHosts, seconds: u32) {
-    eprintln!("\n3. default tracepoints on B (--no-nftrace), {seconds} s per rate");
+/// UDP at fixed packet rates (iperf3 `-u -l 64 -b`), then a ping flood for
+/// `flood_seconds`.
+fn loss_by_rate(hosts: &TwoHosts, seconds: u32, flood_seconds: u32) {
+    eprintln!("\n3. default tracepoints on B (--no-nftrace): UDP {seconds} s per rate, ping -f {flood_seconds} s");
     eprintln!(
         "{:<22} {:>10} {:>12} {:>12} {:>10} {:>10} {:>12}",
         "traffic", "pkts/s", "offered/s", "recorded", "lost", "lost %", "CPU s/M ev"
@@ -314,6 +315,11 @@ fn loss_by_rate(hosts: &TwoHosts, seconds: u32) {
         .collect();
     runs.push(("ping -f".into(), Vec::new()));
     for (label, args) in runs {
+        let seconds = if args.is_empty() {
+            flood_seconds
+        } else {
+            seconds
+        };
         let rx_before = hosts
             .b
             .sysfs_u64(&hosts.b_dev, "statistics/rx_packets")
@@ -370,7 +376,8 @@ fn env_or(name: &str, default: u32) -> u32 {
 
 /// `scripts/bench-load.sh` (or `cargo test -p nft-tests -- --ignored
 /// load_bench --nocapture`); `NFT_LOAD_ROUNDS` (default 3) and
-/// `NFT_LOAD_SECONDS` (default 5) size parts 2 and 3.
+/// `NFT_LOAD_SECONDS` (default 5) and `NFT_FLOOD_SECONDS` (default 60) size
+/// parts 2 and 3.
 #[test]
 #[ignore]
 fn bench() {
@@ -378,5 +385,9 @@ fn bench() {
     let hosts = TwoHosts::new(233).unwrap();
     per_hit_cost(&hosts);
     packet_overhead(&hosts, env_or("NFT_LOAD_ROUNDS", 3) as usize);
-    loss_by_rate(&hosts, env_or("NFT_LOAD_SECONDS", 5));
+    loss_by_rate(
+        &hosts,
+        env_or("NFT_LOAD_SECONDS", 5),
+        env_or("NFT_FLOOD_SECONDS", 60),
+    );
 }

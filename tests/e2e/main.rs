@@ -8,6 +8,7 @@ mod diff_recordings;
 mod discover_cli;
 mod load_bench;
 mod record_filters;
+mod record_load;
 mod record_nftrace;
 mod record_reliability;
 mod record_session;

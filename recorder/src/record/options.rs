@@ -103,6 +103,8 @@ pub enum RecordError {
     RingbufSize(u32),
     #[error("--ring-wakeup-bytes {0}: must be 0 or a power of two no larger than --ringbuf-size")]
     RingWakeup(u32),
+    #[error("--backend kprobe-multi: {0}")]
+    KprobeMulti(String),
     #[error("--tracepoint {0}: no such tracepoint with a struct sk_buff * argument in this kernel's BTF")]
     UnknownTracepoint(String),
     #[error("output directory {path}: {why}")]

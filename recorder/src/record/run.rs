@@ -169,6 +169,7 @@ fn ended<T>(h: &Option<JoinHandle<T>>) -> bool {
 fn watch(r: &mut Running, stop: &StopSignal, deadline: Option<Instant>) -> String {
     r.counters.set_state(State::Recording);
     let mut tick = Instant::now();
+    let mut overload = Overload::default();
     loop {
         if stop.requested() {
             return stop.reason().unwrap_or_else(|| values::END_SIGNAL.into());
@@ -184,17 +185,49 @@ fn watch(r: &mut Running, stop: &StopSignal, deadline: Option<Instant>) -> Strin
         }
         std::thread::sleep(Duration::from_millis(50));
         if tick.elapsed() >= Duration::from_secs(1) {
-            if let Err(e) = write_new_losses(r) {
-                stop.request(&format!("{}{e}", values::END_ERROR_PREFIX));
+            match write_new_losses(r) {
+                Ok(lost) => overload.second(lost, r.losses.total()),
+                Err(e) => stop.request(&format!("{}{e}", values::END_ERROR_PREFIX)),
             }
             tick = Instant::now();
         }
     }
 }
 
-fn write_new_losses(r: &mut Running) -> Result<(), RecordError> {
+/// Says in the log when losses start, go on (once a second) and stop, so
+/// an operator sees an overload while it happens, not only in the
+/// recording afterwards.
+#[derive(Default)]
+struct Overload {
+    /// Seconds in a row with losses.
+    seconds: u64,
+}
+
+impl Overload {
+    fn second(&mut self, lost_now: u64, total: u64) {
+        if lost_now > 0 {
+            self.seconds += 1;
+            tracing::warn!(
+                "losing events: {lost_now} in the last second, {total} in all \
+                 (counted in the recording; to lose fewer: filters, fewer probes, \
+                 a bigger --ringbuf-size)"
+            );
+        } else if self.seconds > 0 {
+            tracing::warn!(
+                "no more losses after {} s of them, {total} in all",
+                self.seconds
+            );
+            self.seconds = 0;
+        }
+    }
+}
+
+/// Samples the loss counters and writes what is new; returns how many
+/// events were lost since the last sample.
+fn write_new_losses(r: &mut Running) -> Result<u64, RecordError> {
+    let before = r.losses.total();
     if !r.losses.sample()? {
-        return Ok(());
+        return Ok(0);
     }
     let lost = r.losses.total();
     r.counters.lost.store(lost, Ordering::Relaxed);
@@ -202,5 +235,5 @@ fn write_new_losses(r: &mut Running) -> Result<(), RecordError> {
     let mut m = r.manifest.lock().unwrap_or_else(|e| e.into_inner());
     m.lost_events = lost;
     write_manifest(&r.started.dir, &m)?;
-    Ok(())
+    Ok(lost - before)
 }

@@ -119,6 +119,11 @@ fn function_plan(opts: &RecordOptions, tracking: bool) -> Result<Vec<FunctionPro
     if opts.mode == Mode::Nft || opts.backend == BackendChoice::Tracepoint {
         return Ok(Vec::new());
     }
+    if opts.backend == BackendChoice::KprobeMulti {
+        // Asked for by name: say now, before anything is attached, when
+        // the kernel cannot (`auto` moves on to another backend instead).
+        crate::sources::kprobe_multi::supported().map_err(RecordError::KprobeMulti)?;
+    }
     let discovered = match &opts.functions_file {
         Some(path) => crate::discover::cache::read(path)?.functions,
         None => crate::discover::discover(&crate::discover::DiscoverOptions::default())?.functions,

@@ -38,10 +38,14 @@ impl Mode {
 /// `record --backend`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum BackendChoice {
-    /// fentry, else kprobe, else tracepoints only.
+    /// By cost: above `AUTO_MULTI_ABOVE` functions kprobe.multi, else
+    /// fentry (and kprobe for what fentry refuses); then the others; else
+    /// tracepoints only.
     Auto,
     Fentry,
     Kprobe,
+    /// One kprobe.multi link per skb position for all its functions.
+    KprobeMulti,
     /// Tracepoints only: no kernel functions.
     Tracepoint,
 }
@@ -140,30 +144,16 @@ pub fn attach(
             (p, Err(why))
         })
         .collect();
-    let Some(first) = ready.first() else {
+    if ready.is_empty() {
         return Ok(none("tracepoint", results));
-    };
+    }
 
-    let candidates: &[FunctionBackend] = match choice {
-        BackendChoice::Auto => &[FunctionBackend::Fentry, FunctionBackend::Kprobe],
-        BackendChoice::Fentry => &[FunctionBackend::Fentry],
-        BackendChoice::Kprobe => &[FunctionBackend::Kprobe],
-        BackendChoice::Tracepoint => unreachable!("handled above"),
-    };
+    let candidates = candidates(choice, ready.len());
     let mut tried = Vec::new();
     for &backend in candidates {
-        let probe = attach_all(obj, backend, std::slice::from_ref(first), Some(btf), stop);
-        match probe.results.into_iter().next() {
-            Some((_, Ok(()))) => {
-                let rest = attach_all(obj, backend, &ready[1..], Some(btf), stop);
-                let mut links = probe.links;
-                links.extend(rest.links);
-                let mut all = vec![(first.clone(), Ok(backend.name()))];
-                all.extend(
-                    rest.results
-                        .into_iter()
-                        .map(|(p, r)| (p, r.map(|()| backend.name()))),
-                );
+        match try_backend(obj, backend, &ready, btf, stop) {
+            Ok(attached) => {
+                let (mut all, mut links) = attached;
                 let mut name = backend.name();
                 if backend == FunctionBackend::Fentry && choice == BackendChoice::Auto {
                     links.extend(kprobe_for_the_rest(obj, &mut all, btf, stop));
@@ -178,8 +168,7 @@ pub fn attach(
                     links,
                 });
             }
-            Some((_, Err(why))) => tried.push(format!("{}: {why}", backend.name())),
-            None => tried.push(format!("{}: nothing attached", backend.name())),
+            Err(why) => tried.push(format!("{}: {why}", backend.name())),
         }
     }
     let why = tried.join("; ");
@@ -195,6 +184,71 @@ pub fn attach(
             .map(|p| (p, Err(format!("no function backend works here ({why})")))),
     );
     Ok(none("tracepoint", results))
+}
+
+/// Above this many functions `auto` tries kprobe.multi first: one link
+/// attaches them all in about a second, where fentry loads a program per
+/// function (minutes for 1500 under TCG, docs/benchmarks.md); at or below
+/// it fentry goes first, the cheapest per hit and quick enough to attach.
+pub const AUTO_MULTI_ABOVE: usize = 64;
+
+/// The backends `choice` tries, in order, for `count` functions.
+fn candidates(choice: BackendChoice, count: usize) -> &'static [FunctionBackend] {
+    use FunctionBackend::{Fentry, Kprobe, KprobeMulti};
+    match choice {
+        BackendChoice::Auto if count > AUTO_MULTI_ABOVE => &[KprobeMulti, Fentry, Kprobe],
+        BackendChoice::Auto => &[Fentry, Kprobe],
+        BackendChoice::Fentry => &[Fentry],
+        BackendChoice::Kprobe => &[Kprobe],
+        BackendChoice::KprobeMulti => &[KprobeMulti],
+        BackendChoice::Tracepoint => &[],
+    }
+}
+
+type BackendResults = (
+    Vec<(FunctionProbe, Result<&'static str, String>)>,
+    FunctionLinks,
+);
+
+/// Attaches `ready` with `backend`, or says why the backend does not work
+/// here. kprobe.multi goes all at once (its program loads once, its links
+/// cover many functions); the others try the first function alone, so a
+/// backend that cannot work costs one attempt, not one per function.
+fn try_backend(
+    obj: &mut LoadedObject,
+    backend: FunctionBackend,
+    ready: &[FunctionProbe],
+    btf: &aya::Btf,
+    stop: &StopSignal,
+) -> Result<BackendResults, String> {
+    let tag = |r: Result<(), String>| r.map(|()| backend.name());
+    if backend == FunctionBackend::KprobeMulti {
+        let all = attach_all(obj, backend, ready, Some(btf), stop);
+        if let Some(why) = all.results.iter().all(|(_, r)| r.is_err()).then(|| {
+            all.results
+                .first()
+                .and_then(|(_, r)| r.clone().err())
+                .unwrap_or_else(|| "nothing attached".into())
+        }) {
+            return Err(why);
+        }
+        let results = all.results.into_iter().map(|(p, r)| (p, tag(r))).collect();
+        return Ok((results, all.links));
+    }
+    let first = &ready[..1];
+    let probe = attach_all(obj, backend, first, Some(btf), stop);
+    match probe.results.into_iter().next() {
+        Some((_, Ok(()))) => {
+            let rest = attach_all(obj, backend, &ready[1..], Some(btf), stop);
+            let mut links = probe.links;
+            links.extend(rest.links);
+            let mut all = vec![(ready[0].clone(), Ok(backend.name()))];
+            all.extend(rest.results.into_iter().map(|(p, r)| (p, tag(r))));
+            Ok((all, links))
+        }
+        Some((_, Err(why))) => Err(why),
+        None => Err("nothing attached".into()),
+    }
 }
 
 /// `--backend auto` with fentry working: the functions fentry refused get a

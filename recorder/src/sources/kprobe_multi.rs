@@ -1,14 +1,21 @@
 //! kprobe.multi (`BPF_TRACE_KPROBE_MULTI`): one link attaching one program to
 //! many functions at once, the fastest way to cover 1500+ functions. aya 0.14
-//! has no kprobe.multi, so this probe talks to the `bpf()` syscall directly:
-//! it loads a two-instruction program and asks for a kprobe.multi link on one
-//! function. Only `check` uses it until the function backend does.
+//! has no kprobe.multi (neither does its section parser), so this module
+//! talks to the `bpf()` syscall itself: it takes a program's instructions
+//! from the embedded object with aya's own parser and relocator (`aya-obj`),
+//! pointed at the maps the object was loaded with, loads them with the
+//! kprobe.multi attach type, and creates one link for many functions with
+//! each function's probe id as its cookie. `check` uses a two-instruction
+//! program on one function.
 
-use std::ffi::CString;
+use std::collections::HashSet;
+use std::ffi::{CStr, CString};
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use super::{function::CHECK_FUNCTION, KernelContext, Source};
+use crate::ebpf_object::EBPF_OBJECT;
+use crate::loader::LoadedObject;
 
 // From include/uapi/linux/bpf.h.
 const BPF_PROG_LOAD: libc::c_long = 5;
@@ -48,6 +55,138 @@ struct LinkCreateKprobeMultiAttr {
     syms: u64,
     addrs: u64,
     cookies: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KprobeMultiError {
+    #[error("parsing the eBPF object: {0}")]
+    Parse(#[from] aya_obj::ParseError),
+    #[error("relocating {program}: {why}")]
+    Relocate { program: String, why: String },
+    #[error("eBPF object has no program {0}")]
+    NoProgram(String),
+    #[error("loading {program} as kprobe.multi: {error}{log}")]
+    Load {
+        program: String,
+        error: io::Error,
+        /// The verifier's last lines.
+        log: String,
+    },
+}
+
+/// Loads program `name` of the embedded object as a kprobe.multi program
+/// that shares `obj`'s maps (the same ring buffer, config and counters).
+pub fn load_program(obj: &LoadedObject, name: &str) -> Result<OwnedFd, KprobeMultiError> {
+    let relocate = |why: String| KprobeMultiError::Relocate {
+        program: name.to_string(),
+        why,
+    };
+    let mut parsed = aya_obj::Object::parse(EBPF_OBJECT)?;
+    let maps = std::mem::take(&mut parsed.maps);
+    let text: HashSet<usize> = parsed
+        .functions
+        .keys()
+        .map(|(section, _)| *section)
+        .collect();
+    let with_fds = maps.iter().filter_map(|(map, def)| {
+        let (_, fd) = obj.map_fds.iter().find(|(n, _)| n == map)?;
+        Some((map.as_str(), fd.as_raw_fd(), def))
+    });
+    parsed
+        .relocate_maps(with_fds, &text)
+        .map_err(|e| relocate(e.to_string()))?;
+    parsed
+        .relocate_calls(&text)
+        .map_err(|e| relocate(e.to_string()))?;
+    let program = parsed
+        .programs
+        .get(name)
+        .ok_or_else(|| KprobeMultiError::NoProgram(name.into()))?;
+    let insns = &parsed.functions[&program.function_key()].instructions;
+    load_insns(name, insns.as_ptr().cast(), insns.len(), &parsed.license)
+}
+
+/// BPF_PROG_LOAD of `count` instructions as a kprobe.multi program; on a
+/// refusal, loads again with the verifier's log to say why.
+fn load_insns(
+    name: &str,
+    insns: *const u64,
+    count: usize,
+    license: &CStr,
+) -> Result<OwnedFd, KprobeMultiError> {
+    let mut prog_name = [0u8; 16];
+    for (d, s) in prog_name.iter_mut().zip(name.bytes().take(15)) {
+        *d = s;
+    }
+    let mut attr = ProgLoadAttr {
+        prog_type: BPF_PROG_TYPE_KPROBE,
+        insn_cnt: count as u32,
+        insns: insns as u64,
+        license: license.as_ptr() as u64,
+        prog_name,
+        expected_attach_type: BPF_TRACE_KPROBE_MULTI,
+        ..Default::default()
+    };
+    let first = match load_retrying(&attr) {
+        Ok(fd) => return Ok(fd),
+        Err(e) => e,
+    };
+    let mut log = vec![0u8; 1 << 20];
+    attr.log_level = 1;
+    attr.log_size = log.len() as u32;
+    attr.log_buf = log.as_mut_ptr() as u64;
+    let _ = bpf(BPF_PROG_LOAD, &attr);
+    let text = String::from_utf8_lossy(&log);
+    let text = text.trim_end_matches('\0').trim();
+    let tail: Vec<&str> = text.lines().rev().take(6).collect();
+    let log = if tail.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; verifier: {}",
+            tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+        )
+    };
+    Err(KprobeMultiError::Load {
+        program: name.to_string(),
+        error: first,
+        log,
+    })
+}
+
+/// BPF_PROG_LOAD, again on EAGAIN as `super::load_retrying` does for aya's
+/// loads.
+fn load_retrying(attr: &ProgLoadAttr) -> io::Result<OwnedFd> {
+    let mut attempts = 5;
+    loop {
+        match bpf(BPF_PROG_LOAD, attr) {
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) && attempts > 1 => attempts -= 1,
+            r => return r,
+        }
+    }
+}
+
+/// One kprobe.multi link of `prog` on `functions`, each with its cookie
+/// (what `bpf_get_attach_cookie` returns in it). Closing the fd detaches
+/// every function at once.
+pub fn link(prog: &OwnedFd, functions: &[(&str, u64)]) -> io::Result<OwnedFd> {
+    let names: Vec<CString> = functions
+        .iter()
+        .map(|(f, _)| CString::new(*f).map_err(io::Error::other))
+        .collect::<Result<_, _>>()?;
+    let syms: Vec<*const libc::c_char> = names.iter().map(|n| n.as_ptr()).collect();
+    let cookies: Vec<u64> = functions.iter().map(|(_, c)| *c).collect();
+    bpf(
+        BPF_LINK_CREATE,
+        &LinkCreateKprobeMultiAttr {
+            prog_fd: prog.as_raw_fd() as u32,
+            attach_type: BPF_TRACE_KPROBE_MULTI,
+            cnt: functions.len() as u32,
+            syms: syms.as_ptr() as u64,
+            cookies: cookies.as_ptr() as u64,
+            ..Default::default()
+        },
+    )
 }
 
 fn bpf<T>(cmd: libc::c_long, attr: &T) -> io::Result<OwnedFd> {
@@ -110,6 +249,18 @@ fn try_attach(function: &str) -> io::Result<(OwnedFd, OwnedFd)> {
     Ok((prog, link))
 }
 
+/// Whether this kernel creates kprobe.multi links (a trial link on
+/// [`CHECK_FUNCTION`], released at once), or why not.
+pub fn supported() -> Result<(), String> {
+    match try_attach(CHECK_FUNCTION) {
+        Ok(_fds) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::Unsupported => Err(format!(
+            "the kernel has no fprobe, which kprobe.multi needs: CONFIG_FPROBE off or ftrace unavailable ({e})"
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 pub struct KprobeMultiSource;
 
 impl Source for KprobeMultiSource {
@@ -118,12 +269,6 @@ impl Source for KprobeMultiSource {
     }
 
     fn try_on_running_kernel(&self, _kernel: &KernelContext) -> Result<String, String> {
-        match try_attach(CHECK_FUNCTION) {
-            Ok(_fds) => Ok(format!("attached kprobe.multi/{CHECK_FUNCTION}")),
-            Err(e) if e.kind() == io::ErrorKind::Unsupported => Err(format!(
-                "the kernel has no fprobe, which kprobe.multi needs: CONFIG_FPROBE off or ftrace unavailable ({e})"
-            )),
-            Err(e) => Err(e.to_string()),
-        }
+        supported().map(|()| format!("attached kprobe.multi/{CHECK_FUNCTION}"))
     }
 }

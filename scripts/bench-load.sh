@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The load benchmark (tests/e2e/load_bench.rs): per-hit cost of the
+# recording programs against yardstick programs on the same tracepoint in
+# the same run, iperf3 throughput while recording as ratios to interleaved
+# runs without, and events offered/recorded/lost by packet rate (UDP at
+# fixed rates, then a 60 s ping flood). About 3 minutes.
+# Usage: scripts/bench-load.sh   (as root, after scripts/setup.sh)
+# NFT_LOAD_ROUNDS (3), NFT_LOAD_SECONDS (5), NFT_FLOOD_SECONDS (60) size it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+exec cargo test --locked -p nft-tests -- --ignored load_bench --nocapture --test-threads 1
