@@ -63,6 +63,12 @@ impl Report {
             Some(b) => out.push_str(&format!("--backend auto would use: {b}\n")),
             None => out.push_str("--backend auto: nothing usable on this kernel\n"),
         }
+        if self.has("kprobe.multi") {
+            out.push_str(&format!(
+                "--backend auto, more than {} functions: kprobe-multi\n",
+                crate::sources::function_plan::AUTO_MULTI_ABOVE
+            ));
+        }
         out
     }
 }

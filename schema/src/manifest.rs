@@ -30,9 +30,14 @@ pub struct Manifest {
     pub started_ns: u64,
     pub stopped_ns: Option<u64>,
     pub command_line: Vec<String>,
-    /// The backend that was used for functions (`fentry`, `kprobe`), or
-    /// `tracepoint` when no function is traced.
+    /// The backend that was used for functions (`fentry`, `kprobe`,
+    /// `kprobe-multi`, `fentry+kprobe`), or `tracepoint` when no function is
+    /// traced.
     pub backend: String,
+    /// Why that backend: `auto`'s rule for the function count and what the
+    /// backends it tried before said.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub backend_reason: String,
     /// `nft`, `full` or `multi` (`record --mode`); empty in recordings made
     /// before modes existed.
     #[serde(default)]

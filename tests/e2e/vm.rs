@@ -170,7 +170,12 @@ fn suite(kernel: &str, kprobe_multi: bool) {
     assert_eq!(verdicts, dropped, "{kernel}: nftrace drops vs counter");
     functions(kernel, &out);
     crate::vm_forward::check(kernel, &out);
-    crate::vm_multi::check(kernel, &out, &["auto", "kprobe"]);
+    let backends: &[&str] = if kprobe_multi {
+        &["auto", "kprobe", "fentry"]
+    } else {
+        &["auto", "kprobe"]
+    };
+    crate::vm_multi::check(kernel, &out, backends, kprobe_multi);
     std::fs::remove_dir_all(&out).unwrap();
 }
 

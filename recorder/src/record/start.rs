@@ -185,6 +185,7 @@ fn first_manifest(
         started_ns,
         command_line: opts.command_line.clone(),
         backend: sources.functions.backend.into(),
+        backend_reason: sources.functions.backend_reason.clone(),
         mode: opts.mode.name().into(),
         skb_tracking: plan.tracking,
         functions_requested: sources.functions.requested(),

@@ -167,23 +167,7 @@ pub fn attach_all(
                 }
             }
         }
-        FunctionBackend::KprobeMulti => {
-            for pos in 1..=5u8 {
-                let group: Vec<&FunctionProbe> =
-                    probes.iter().filter(|p| p.skb_pos == pos).collect();
-                if group.is_empty() || stop.requested() {
-                    continue;
-                }
-                let program = kprobe_multi_program(pos);
-                match super::kprobe_multi::load_program(obj, &program) {
-                    Ok(prog) => link_bisecting(&prog, &group, &mut links.multi, &mut results),
-                    Err(e) => {
-                        let why = chain(&e);
-                        results.extend(group.iter().map(|p| ((*p).clone(), Err(why.clone()))));
-                    }
-                }
-            }
-        }
+        FunctionBackend::KprobeMulti => attach_multi(obj, probes, &mut results, &mut links, stop),
         FunctionBackend::Fentry => {
             for p in probes.iter().take_while(|_| !stop.requested()) {
                 let r = match btf {
@@ -197,6 +181,46 @@ pub fn attach_all(
         }
     }
     Attached { results, links }
+}
+
+/// kprobe.multi: per skb position, the program loaded once and linked to
+/// all its functions ([`link_bisecting`]); functions ftrace does not list
+/// are refused up front.
+fn attach_multi(
+    obj: &mut LoadedObject,
+    probes: &[FunctionProbe],
+    results: &mut Vec<(FunctionProbe, Result<(), String>)>,
+    links: &mut FunctionLinks,
+    stop: &StopSignal,
+) {
+    // Found before linking: one refused function fails a whole link.
+    let traceable = crate::discover::traceable::read().ok();
+    let (probes, untraceable): (Vec<&FunctionProbe>, Vec<&FunctionProbe>) = probes
+        .iter()
+        .partition(|p| traceable.as_ref().is_none_or(|t| t.names.contains(&p.name)));
+    results.extend(untraceable.into_iter().map(|p| {
+        let why = "not in available_filter_functions: ftrace cannot attach to it \
+                   (notrace, or inlined everywhere)";
+        (p.clone(), Err(why.to_string()))
+    }));
+    for pos in 1..=5u8 {
+        let group: Vec<&FunctionProbe> = probes
+            .iter()
+            .copied()
+            .filter(|p| p.skb_pos == pos)
+            .collect();
+        if group.is_empty() || stop.requested() {
+            continue;
+        }
+        let program = kprobe_multi_program(pos);
+        match super::kprobe_multi::load_program(obj, &program) {
+            Ok(prog) => link_bisecting(&prog, &group, &mut links.multi, results),
+            Err(e) => {
+                let why = chain(&e);
+                results.extend(group.iter().map(|p| ((*p).clone(), Err(why.clone()))));
+            }
+        }
+    }
 }
 
 /// Links `group` with as few kprobe.multi links as the kernel allows: all

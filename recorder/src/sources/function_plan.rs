@@ -99,6 +99,8 @@ pub struct FunctionsAttached {
     /// the functions fentry could not take, such as module functions), or
     /// `tracepoint` when no function could be traced.
     pub backend: &'static str,
+    /// Why that backend (`auto`'s rule, and what those tried before said).
+    pub reason: String,
     /// Per function: the backend that attached it, or why none did.
     pub results: Vec<(FunctionProbe, Result<&'static str, String>)>,
     pub links: FunctionLinks,
@@ -125,6 +127,7 @@ pub fn attach(
 ) -> Result<FunctionsAttached, FunctionsError> {
     let none = |backend, results| FunctionsAttached {
         backend,
+        reason: String::new(),
         results,
         links: FunctionLinks::default(),
     };
@@ -162,8 +165,13 @@ pub fn attach(
                     }
                 }
                 results.extend(all);
+                let mut reason = choice_rule(choice, ready.len());
+                for t in &tried {
+                    reason.push_str(&format!("; {t}"));
+                }
                 return Ok(FunctionsAttached {
                     backend: name,
+                    reason,
                     results,
                     links,
                 });
@@ -191,6 +199,19 @@ pub fn attach(
 /// function (minutes for 1500 under TCG, docs/benchmarks.md); at or below
 /// it fentry goes first, the cheapest per hit and quick enough to attach.
 pub const AUTO_MULTI_ABOVE: usize = 64;
+
+/// `auto`'s rule as applied to `count` functions, for the manifest.
+fn choice_rule(choice: BackendChoice, count: usize) -> String {
+    match choice {
+        BackendChoice::Auto if count > AUTO_MULTI_ABOVE => format!(
+            "auto: {count} functions (more than {AUTO_MULTI_ABOVE}): kprobe-multi first, one link for all"
+        ),
+        BackendChoice::Auto => format!(
+            "auto: {count} functions (at most {AUTO_MULTI_ABOVE}): fentry first, cheapest per hit"
+        ),
+        _ => "asked for with --backend".into(),
+    }
+}
 
 /// The backends `choice` tries, in order, for `count` functions.
 fn candidates(choice: BackendChoice, count: usize) -> &'static [FunctionBackend] {
@@ -223,6 +244,9 @@ fn try_backend(
 ) -> Result<BackendResults, String> {
     let tag = |r: Result<(), String>| r.map(|()| backend.name());
     if backend == FunctionBackend::KprobeMulti {
+        // A trial link first: a kernel without fprobe costs one syscall,
+        // not a program load per skb position.
+        super::kprobe_multi::supported()?;
         let all = attach_all(obj, backend, ready, Some(btf), stop);
         if let Some(why) = all.results.iter().all(|(_, r)| r.is_err()).then(|| {
             all.results

@@ -19,6 +19,8 @@ pub struct FunctionRecording {
     links: Option<FunctionLinks>,
     /// What ran: `fentry`, `kprobe`, `fentry+kprobe`, or `tracepoint`.
     pub backend: &'static str,
+    /// Why that one (the manifest's `backend_reason`).
+    pub backend_reason: String,
     pub attached: u64,
     pub attach_seconds: f64,
 }
@@ -30,6 +32,7 @@ impl FunctionRecording {
             choice,
             links: None,
             backend: "tracepoint",
+            backend_reason: String::new(),
             attached: 0,
             attach_seconds: 0.0,
         }
@@ -70,6 +73,7 @@ impl SessionSource for FunctionRecording {
             return Err(StartError::Interrupted);
         }
         self.backend = fns.backend;
+        self.backend_reason = fns.reason;
         self.attach_seconds = started.elapsed().as_secs_f64();
         for (probe, result) in fns.results {
             match result {

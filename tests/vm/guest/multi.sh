@@ -2,10 +2,17 @@
 # Function tracing at scale and through NAT (issue 5), run by suite.sh after
 # its own scenarios (namespaces a and b; ICMP marked 7 in b's prerouting):
 # - `--mode multi --max-functions 300` with each backend in $MULTI_BACKENDS
-#   during ping and TCP from a to b, with noise in b the filter must cut;
+#   (auto and kprobe; fentry too where kprobe.multi works, since auto is
+#   kprobe.multi there) during ping and TCP from a to b, with noise in b the
+#   filter must cut;
+# - kprobe.multi (issue 19): where the kernel has it, every function of an
+#   unfiltered BTF list (`discover --btf`, so some ftrace cannot take),
+#   attached and detached; where it has not, `--backend kprobe-multi`
+#   refused before anything is attached;
 # - an echo request DNATed in b (10.9.7.7 -> 10.9.0.2), recorded with
 #   `--dst-ip 10.9.7.7`: past the NAT only skb tracking still reports it.
-# Leaves /out/multi-<backend> and /out/nat for tests/e2e/vm_multi.rs.
+# Leaves /out/multi-<backend>, /out/kpm-all or /out/kpm-refused.txt, and
+# /out/nat for tests/e2e/vm_multi.rs.
 set -euo pipefail
 
 record_multi() { # BACKEND
@@ -19,11 +26,28 @@ record_multi() { # BACKEND
   ip netns exec a nc -z -w 1 10.9.0.2 22 || true              # b resets
   wait $rec
 }
-for backend in ${MULTI_BACKENDS:-auto kprobe}; do
+if grep -q '^kprobe.multi *yes' /out/check.txt; then kpm=1; else kpm=0; fi
+default_backends="auto kprobe"
+[ $kpm = 1 ] && default_backends="auto kprobe fentry"
+for backend in ${MULTI_BACKENDS:-$default_backends}; do
   start=$SECONDS
   record_multi "$backend"
   echo "multi: $backend done in $(( SECONDS - start )) s"
 done
+
+if [ $kpm = 1 ]; then
+  nft-recorder discover --btf /sys/kernel/btf/vmlinux --output /tmp/all-btf.json > /dev/null
+  start=$SECONDS
+  nft-recorder record -o /out/kpm-all --functions /tmp/all-btf.json --mode multi \
+    --max-functions 0 --backend kprobe-multi --no-nftrace --netns b --duration 2
+  echo "multi: kprobe-multi, every function, done in $(( SECONDS - start )) s"
+else
+  if nft-recorder record -o /out/kpm-refused --backend kprobe-multi --mode multi \
+      --max-functions 50 --duration 2 2> /out/kpm-refused.txt; then
+    echo "multi: --backend kprobe-multi should have been refused"; exit 1
+  fi
+  cat /out/kpm-refused.txt
+fi
 
 ip netns exec b nft -f - <<'NFT'
 table ip nat {
