@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Attach/detach time for 30, 500 and all kernel functions with kprobe and
-# fentry, in the QEMU harness on Debian 6.1 and 6.12 (TCG: absolute times
-# are inflated, so the per-function cost is printed too).
+# Attach/detach time for 30, 500 and all kernel functions per backend, in
+# the QEMU harness on Debian 6.1 and 6.12 (TCG: absolute times are
+# inflated, so the per-function cost is printed too; compare backends as
+# ratios within one run).
 # Usage: scripts/bench-attach.sh [KERNELS] [COUNTS] [BACKENDS]
-#   e.g. scripts/bench-attach.sh "6.1 6.12" "30 500 0" "kprobe fentry auto"
+#   e.g. scripts/bench-attach.sh "6.12" "30 500 0" "kprobe kprobe-multi fentry auto"
 # Prints one line per run, the functions that did not attach with the
 # reason, and how many each backend took (auto: fentry, kprobe for modules).
 # Needs `cargo build` first (the guest runs target/debug/nft-recorder unless
@@ -24,7 +25,7 @@ kernel, out = sys.argv[1], pathlib.Path(sys.argv[2])
 for d in sorted(out.glob("bench-*/recording.json")):
     m = json.loads(d.read_text())
     n = max(m["functions_attached"], 1)
-    print(f"{kernel:5} {m['backend']:7} requested {m['functions_requested']:5} "
+    print(f"{kernel:5} {m['backend']:13} requested {m['functions_requested']:5} "
           f"attached {m['functions_attached']:5}  attach {m['attach_seconds']:8.2f} s "
           f"({1000 * m['attach_seconds'] / n:7.1f} ms/function)  "
           f"detach {m['detach_seconds']:7.2f} s ({1000 * m['detach_seconds'] / n:6.1f} ms/function)")

@@ -28,6 +28,7 @@ pub const QUERIES: &[Query] = queries!("":
     "hop_latency",
     "flows",
     "losses",
+    "loss_windows",
     "trace_events",
     "nftrace_matches",
     "stacks",

@@ -65,6 +65,10 @@ const SECTIONS: &[(&str, &str)] = &[
         "SELECT recording, reason, sum(count) AS lost FROM losses GROUP BY recording, reason \
          ORDER BY recording, lost DESC",
     ),
+    (
+        "loss windows", // The library's query (queries/loss_windows.sql).
+        "loss_windows",
+    ),
 ];
 
 pub async fn run(catalog: &Catalog, params: &Params, out: &mut dyn Write) -> anyhow::Result<()> {

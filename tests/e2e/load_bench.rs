@@ -254,6 +254,143 @@ fn per_hit_cost(hosts: &TwoHosts) {
     }
 }
 
+/// bpftrace (Debian's 0.17) on [`TRACEPOINT`] with `script`'s action,
+/// until dropped; its output goes nowhere.
+struct Bpftrace(Child);
+
+impl Bpftrace {
+    /// The name its program has in `bpftool prog show` (cut at 15 bytes).
+    const PROGRAM: &'static str = "tracepoint_net_";
+
+    fn start(action: &str) -> Option<Self> {
+        let script = format!("tracepoint:net:{TRACEPOINT} {{ {action} }}");
+        let child = Command::new("bpftrace")
+            .args(["-e", &script])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let t = std::time::Instant::now();
+        while prog_stats_prefix(Self::PROGRAM).is_none() {
+            if t.elapsed() > Duration::from_secs(30) {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(Self(child))
+    }
+}
+
+impl Drop for Bpftrace {
+    fn drop(&mut self) {
+        signal(&self.0, libc::SIGINT);
+        let _ = self.0.wait();
+    }
+}
+
+/// Like [`prog_stats`] for programs whose name starts with `prefix`; `None`
+/// when there is none.
+fn prog_stats_prefix(prefix: &str) -> Option<ProgStats> {
+    let out = Command::new("bpftool")
+        .args(["prog", "show", "-j"])
+        .output()
+        .ok()?;
+    let all: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let mut found = None;
+    for p in all.as_array().into_iter().flatten() {
+        if p["name"].as_str().is_some_and(|n| n.starts_with(prefix)) {
+            let s = found.get_or_insert_with(ProgStats::default);
+            s.runs += p["run_cnt"].as_u64().unwrap_or(0);
+            s.ns += p["run_time_ns"].as_u64().unwrap_or(0);
+        }
+    }
+    found
+}
+
+/// Part 1b: the peers on the same tracepoint and traffic, with the empty
+/// yardstick beside them: bpftrace counting hits, and bpftrace printing
+/// three fields per hit through its perf buffer (how the BCC tools this
+/// project replaces emit events).
+fn peers_per_hit(hosts: &TwoHosts) {
+    if Command::new("bpftrace").arg("--version").output().is_err() {
+        eprintln!("(bpftrace not installed: apt-get install bpftrace to compare)");
+        return;
+    }
+    let _stats = BpfStats::on();
+    let _sticks = yardsticks();
+    for (label, action) in [
+        ("bpftrace: count()", "@hits = count();"),
+        ("bpftrace: printf 3 fields (perf buffer)", PRINTF),
+    ] {
+        let Some(tracer) = Bpftrace::start(action) else {
+            eprintln!("{label:<40} (did not start)");
+            continue;
+        };
+        let before = (
+            prog_stats_prefix(Bpftrace::PROGRAM).unwrap(),
+            prog_stats(YARDSTICKS[0]),
+        );
+        iperf(hosts, 3, &[]);
+        let after = (
+            prog_stats_prefix(Bpftrace::PROGRAM).unwrap(),
+            prog_stats(YARDSTICKS[0]),
+        );
+        drop(tracer);
+        let (ours, empty) = (after.0.since(&before.0), after.1.since(&before.1));
+        eprintln!(
+            "{label:<40} {:>8} {:>8.0} {:>6.0} {:>8} {:>6} {:>6} {:>6.1}",
+            ours.runs,
+            ours.per_run(),
+            empty.per_run(),
+            "-",
+            "-",
+            "-",
+            ours.per_run() / empty.per_run().max(1.0)
+        );
+    }
+}
+
+/// bpftrace printing three fields per hit through its perf buffer.
+const PRINTF: &str = r#"printf("%lx %u %s\n", args->skbaddr, args->len, str(args->name));"#;
+
+/// What part 2 runs during the traffic.
+enum Tracer {
+    /// `nft-recorder record` on B with these arguments.
+    Recorder(&'static [&'static str]),
+    /// bpftrace with this action.
+    Bpftrace(&'static str),
+}
+
+/// A running [`Tracer`]; dropping it stops it.
+enum Running {
+    Recorder(Option<Recording>),
+    Bpftrace(Option<Bpftrace>),
+}
+
+impl Tracer {
+    fn start(&self, hosts: &TwoHosts) -> Running {
+        match self {
+            Tracer::Recorder(args) => {
+                Running::Recorder(Some(Recording::start(hosts, "bench-tput", args)))
+            }
+            Tracer::Bpftrace(action) => Running::Bpftrace(Bpftrace::start(action)),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        match self {
+            Running::Recorder(r) => {
+                if let Some(r) = r.take() {
+                    r.stop();
+                }
+            }
+            Running::Bpftrace(b) => drop(b.take()),
+        }
+    }
+}
+
 /// Part 2: iperf3 TCP throughput while recording, as a ratio to the mean of
 /// the runs without a recorder just before and after it (A B A B ...).
 fn packet_overhead(hosts: &TwoHosts, rounds: usize) {
@@ -262,21 +399,30 @@ fn packet_overhead(hosts: &TwoHosts, rounds: usize) {
         "{:<40} {:>8} {:>8} {:>8}",
         "recording", "median", "min", "max"
     );
-    let configs: [(&str, &[&str]); 3] = [
-        ("default tracepoints, --no-nftrace", &["--no-nftrace"]),
-        ("default tracepoints and nftrace", &[]),
+    let mut configs: Vec<(&str, Tracer)> = vec![
+        (
+            "default tracepoints, --no-nftrace",
+            Tracer::Recorder(&["--no-nftrace"]),
+        ),
+        ("default tracepoints and nftrace", Tracer::Recorder(&[])),
         (
             "netif_receive_skb only",
-            &["--no-nftrace", "--tracepoint", TRACEPOINT],
+            Tracer::Recorder(&["--no-nftrace", "--tracepoint", TRACEPOINT]),
         ),
     ];
+    if Command::new("bpftrace").arg("--version").output().is_ok() {
+        configs.push((
+            "bpftrace printf on netif_receive_skb",
+            Tracer::Bpftrace(PRINTF),
+        ));
+    }
     let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); configs.len()];
     let mut before = iperf(hosts, 3, &[]);
     for _ in 0..rounds {
-        for (i, (_, args)) in configs.iter().enumerate() {
-            let rec = Recording::start(hosts, "bench-tput", args);
+        for (i, (_, tracer)) in configs.iter().enumerate() {
+            let running = tracer.start(hosts);
             let with = iperf(hosts, 3, &[]);
-            rec.stop();
+            drop(running);
             let after = iperf(hosts, 3, &[]);
             ratios[i].push(with / ((before + after) / 2.0));
             before = after;
@@ -384,6 +530,7 @@ fn bench() {
     let _kernel = kernel_lock();
     let hosts = TwoHosts::new(233).unwrap();
     per_hit_cost(&hosts);
+    peers_per_hit(&hosts);
     packet_overhead(&hosts, env_or("NFT_LOAD_ROUNDS", 3) as usize);
     loss_by_rate(
         &hosts,

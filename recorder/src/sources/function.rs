@@ -187,7 +187,7 @@ pub fn attach_all(
 /// all its functions ([`link_bisecting`]); functions ftrace does not list
 /// are refused up front.
 fn attach_multi(
-    obj: &mut LoadedObject,
+    obj: &LoadedObject,
     probes: &[FunctionProbe],
     results: &mut Vec<(FunctionProbe, Result<(), String>)>,
     links: &mut FunctionLinks,
@@ -203,6 +203,8 @@ fn attach_multi(
                    (notrace, or inlined everywhere)";
         (p.clone(), Err(why.to_string()))
     }));
+    // Parsed and relocated once for the five programs.
+    let relocated = super::kprobe_multi::Relocated::new(obj);
     for pos in 1..=5u8 {
         let group: Vec<&FunctionProbe> = probes
             .iter()
@@ -213,7 +215,11 @@ fn attach_multi(
             continue;
         }
         let program = kprobe_multi_program(pos);
-        match super::kprobe_multi::load_program(obj, &program) {
+        let loaded = match &relocated {
+            Ok(r) => r.load(&program),
+            Err(e) => Err(super::kprobe_multi::KprobeMultiError::Relocate { why: e.to_string() }),
+        };
+        match loaded {
             Ok(prog) => link_bisecting(&prog, &group, &mut links.multi, results),
             Err(e) => {
                 let why = chain(&e);

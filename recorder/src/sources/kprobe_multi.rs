@@ -61,8 +61,8 @@ struct LinkCreateKprobeMultiAttr {
 pub enum KprobeMultiError {
     #[error("parsing the eBPF object: {0}")]
     Parse(#[from] aya_obj::ParseError),
-    #[error("relocating {program}: {why}")]
-    Relocate { program: String, why: String },
+    #[error("relocating the eBPF object for kprobe.multi: {why}")]
+    Relocate { why: String },
     #[error("eBPF object has no program {0}")]
     NoProgram(String),
     #[error("loading {program} as kprobe.multi: {error}{log}")]
@@ -74,36 +74,51 @@ pub enum KprobeMultiError {
     },
 }
 
-/// Loads program `name` of the embedded object as a kprobe.multi program
-/// that shares `obj`'s maps (the same ring buffer, config and counters).
-pub fn load_program(obj: &LoadedObject, name: &str) -> Result<OwnedFd, KprobeMultiError> {
-    let relocate = |why: String| KprobeMultiError::Relocate {
-        program: name.to_string(),
-        why,
-    };
-    let mut parsed = aya_obj::Object::parse(EBPF_OBJECT)?;
-    let maps = std::mem::take(&mut parsed.maps);
-    let text: HashSet<usize> = parsed
-        .functions
-        .keys()
-        .map(|(section, _)| *section)
-        .collect();
-    let with_fds = maps.iter().filter_map(|(map, def)| {
-        let (_, fd) = obj.map_fds.iter().find(|(n, _)| n == map)?;
-        Some((map.as_str(), fd.as_raw_fd(), def))
-    });
-    parsed
-        .relocate_maps(with_fds, &text)
-        .map_err(|e| relocate(e.to_string()))?;
-    parsed
-        .relocate_calls(&text)
-        .map_err(|e| relocate(e.to_string()))?;
-    let program = parsed
-        .programs
-        .get(name)
-        .ok_or_else(|| KprobeMultiError::NoProgram(name.into()))?;
-    let insns = &parsed.functions[&program.function_key()].instructions;
-    load_insns(name, insns.as_ptr().cast(), insns.len(), &parsed.license)
+/// The embedded object parsed and relocated against the maps `obj` was
+/// loaded with (the same ring buffer, config and counters), once for every
+/// kprobe.multi program a recording loads from it.
+pub struct Relocated {
+    parsed: aya_obj::Object,
+}
+
+impl Relocated {
+    pub fn new(obj: &LoadedObject) -> Result<Self, KprobeMultiError> {
+        let relocate = |why: String| KprobeMultiError::Relocate { why };
+        let mut parsed = aya_obj::Object::parse(EBPF_OBJECT)?;
+        let maps = std::mem::take(&mut parsed.maps);
+        let text: HashSet<usize> = parsed
+            .functions
+            .keys()
+            .map(|(section, _)| *section)
+            .collect();
+        let with_fds = maps.iter().filter_map(|(map, def)| {
+            let (_, fd) = obj.map_fds.iter().find(|(n, _)| n == map)?;
+            Some((map.as_str(), fd.as_raw_fd(), def))
+        });
+        parsed
+            .relocate_maps(with_fds, &text)
+            .map_err(|e| relocate(e.to_string()))?;
+        parsed
+            .relocate_calls(&text)
+            .map_err(|e| relocate(e.to_string()))?;
+        Ok(Self { parsed })
+    }
+
+    /// Loads program `name` as a kprobe.multi program.
+    pub fn load(&self, name: &str) -> Result<OwnedFd, KprobeMultiError> {
+        let program = self
+            .parsed
+            .programs
+            .get(name)
+            .ok_or_else(|| KprobeMultiError::NoProgram(name.into()))?;
+        let insns = &self.parsed.functions[&program.function_key()].instructions;
+        load_insns(
+            name,
+            insns.as_ptr().cast(),
+            insns.len(),
+            &self.parsed.license,
+        )
+    }
 }
 
 /// BPF_PROG_LOAD of `count` instructions as a kprobe.multi program; on a
