@@ -33,27 +33,21 @@ fn function_event<R: Read, C: StackIdContext>(ctx: &C, skb: u64, ip: u64, caller
         count_loss(PROBE_FUNCTION_BASE, LossReason::UnknownFunction);
         return 0;
     };
-    emit::<R, C>(
-        ctx,
-        skb,
-        Extra {
-            probe_id: value & !FUNC_FREES_SKB,
-            kind: EventKind::Function,
-            location: caller,
-            drop_reason: 0,
-            frees_skb: value & FUNC_FREES_SKB != 0,
-            reported_before: false,
-            net: 0,
-        },
-    )
+    value_event::<R, C>(ctx, skb, value, caller)
 }
 
-/// The event of a kprobe.multi hit: `cookie` is the function's probe id,
-/// with `FUNC_FREES_SKB` on the functions that free an skb.
+/// The event of a kprobe.multi hit: `cookie` is the function's `FUNC_IDS`
+/// value (its probe id, with `FUNC_FREES_SKB` on the functions that free
+/// an skb).
 #[inline(always)]
 fn cookie_event(ctx: &ProbeContext, skb: u64, cookie: u64, caller: u64) -> u32 {
-    let value = cookie as u32;
-    emit::<ProbeRead, _>(
+    value_event::<ProbeRead, _>(ctx, skb, cookie as u32, caller)
+}
+
+/// The event of the function whose `FUNC_IDS` value is `value`.
+#[inline(always)]
+fn value_event<R: Read, C: StackIdContext>(ctx: &C, skb: u64, value: u32, caller: u64) -> u32 {
+    emit::<R, C>(
         ctx,
         skb,
         Extra {
