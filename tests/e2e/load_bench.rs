@@ -259,8 +259,9 @@ fn per_hit_cost(hosts: &TwoHosts) {
 struct Bpftrace(Child);
 
 impl Bpftrace {
-    /// The name its program has in `bpftool prog show` (cut at 15 bytes).
-    const PROGRAM: &'static str = "tracepoint_net_";
+    /// The name its program has in `bpftool prog show` (bpftrace 0.17
+    /// names it after the tracepoint, cut at 15 bytes).
+    const PROGRAM: &'static str = "netif_receive_s";
 
     fn start(action: &str) -> Option<Self> {
         let script = format!("tracepoint:net:{TRACEPOINT} {{ {action} }}");
@@ -270,14 +271,15 @@ impl Bpftrace {
             .stderr(Stdio::null())
             .spawn()
             .ok()?;
+        let tracer = Self(child);
         let t = std::time::Instant::now();
         while prog_stats_prefix(Self::PROGRAM).is_none() {
             if t.elapsed() > Duration::from_secs(30) {
-                return None;
+                return None; // dropping `tracer` stops it
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        Some(Self(child))
+        Some(tracer)
     }
 }
 
