@@ -377,6 +377,14 @@ fn bad_input_is_refused_before_anything_is_attached() {
             "--backend kprobe: no function could be attached",
         ));
     }
+    // kprobe.multi where the kernel has no fprobe (this host): refused by
+    // the trial link in validation, before the output directory exists.
+    if nft_recorder::sources::kprobe_multi::supported().is_err() {
+        cases.push((
+            &["--backend", "kprobe-multi"],
+            "--backend kprobe-multi: the kernel has no fprobe",
+        ));
+    }
     for (args, expected) in &cases {
         let mut full = vec!["record", "-o", dir.to_str().unwrap()];
         full.extend_from_slice(args);
