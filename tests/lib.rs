@@ -119,6 +119,24 @@ impl TwoHosts {
     }
 }
 
+impl TwoHosts {
+    /// `ping -f` from A to B for `seconds` (the flood the load tests and
+    /// the load benchmark use).
+    pub fn flood(&self, seconds: u32) {
+        let w = seconds.to_string();
+        self.a
+            .exec("ping", &["-f", "-q", "-w", &w, &self.b_ip])
+            .expect("ping -f");
+    }
+
+    /// Packets B's veth has received.
+    pub fn b_rx_packets(&self) -> u64 {
+        self.b
+            .sysfs_u64(&self.b_dev, "statistics/rx_packets")
+            .expect("rx_packets")
+    }
+}
+
 /// The directory holding the workspace's built binaries (the one this test
 /// binary was built into: `target/<profile>/`).
 pub fn bin_dir() -> PathBuf {

@@ -14,7 +14,7 @@ use nft_recorder::kernel::btf::KernelBtf;
 use nft_recorder::loader::{LoadOptions, LoadedObject};
 use nft_recorder::sources::tracepoint::{attach, TracepointProbe};
 use nft_schema::raw::ProbeConfig;
-use nft_tests::{kernel_lock, manifest, recording_dir, signal, workspace_bin, TwoHosts};
+use nft_tests::{kernel_lock, manifest, recording_dir, signal, start_recorder, TwoHosts};
 
 /// The tracepoint every per-hit figure is taken on (one hit per packet).
 const TRACEPOINT: &str = "netif_receive_skb";
@@ -150,24 +150,9 @@ struct Recording {
 impl Recording {
     fn start(hosts: &TwoHosts, tag: &str, args: &[&str]) -> Self {
         let dir = recording_dir(tag);
-        let child = Command::new(workspace_bin("nft-recorder"))
-            .args([
-                "record",
-                "--backend",
-                "tracepoint",
-                "--netns",
-                &hosts.b.name,
-                "-o",
-            ])
-            .arg(&dir)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn nft-recorder");
-        while !dir.join("recording.json").exists() {
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let mut full = vec!["--backend", "tracepoint", "--netns", &hosts.b.name];
+        full.extend_from_slice(args);
+        let child = start_recorder(&dir, &full);
         Self { child, dir }
     }
 
@@ -468,22 +453,15 @@ fn loss_by_rate(hosts: &TwoHosts, seconds: u32, flood_seconds: u32) {
         } else {
             seconds
         };
-        let rx_before = hosts
-            .b
-            .sysfs_u64(&hosts.b_dev, "statistics/rx_packets")
-            .unwrap();
+        let rx_before = hosts.b_rx_packets();
         let rec = Recording::start(hosts, "bench-loss", &["--no-nftrace"]);
         if args.is_empty() {
-            flood(hosts, seconds);
+            hosts.flood(seconds);
         } else {
             let a: Vec<&str> = args.iter().map(String::as_str).collect();
             iperf(hosts, seconds, &a);
         }
-        let rx = hosts
-            .b
-            .sysfs_u64(&hosts.b_dev, "statistics/rx_packets")
-            .unwrap()
-            - rx_before;
+        let rx = hosts.b_rx_packets() - rx_before;
         let (events, lost, cpu) = rec.stop();
         let offered = events + lost;
         eprintln!(
@@ -494,25 +472,6 @@ fn loss_by_rate(hosts: &TwoHosts, seconds: u32, flood_seconds: u32) {
             cpu / (offered.max(1) as f64 / 1e6)
         );
     }
-}
-
-/// `ping -f` from A to B for `seconds`.
-fn flood(hosts: &TwoHosts, seconds: u32) {
-    let w = seconds.to_string();
-    let _ = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &hosts.a.name,
-            "ping",
-            "-f",
-            "-q",
-            "-w",
-            &w,
-            &hosts.b_ip,
-        ])
-        .stdout(Stdio::null())
-        .status();
 }
 
 fn env_or(name: &str, default: u32) -> u32 {

@@ -10,22 +10,6 @@ use nft_tests::{
     duckdb_i64, kernel_lock, manifest, recording_dir, signal, start_recorder, TwoHosts,
 };
 
-/// `ping -f` from A to B for `seconds`.
-fn flood(hosts: &TwoHosts, seconds: u32) {
-    let w = seconds.to_string();
-    hosts
-        .a
-        .exec("ping", &["-f", "-q", "-w", &w, &hosts.b_ip])
-        .unwrap();
-}
-
-fn rx_packets(hosts: &TwoHosts) -> u64 {
-    hosts
-        .b
-        .sysfs_u64(&hosts.b_dev, "statistics/rx_packets")
-        .unwrap()
-}
-
 /// Every default tracepoint on B during a 5 s flood (about half a million
 /// events a second on the 2-core CI machine, below the capacity stated in
 /// docs/benchmarks.md): nothing lost, and `netif_receive_skb` on B's veth
@@ -36,10 +20,10 @@ fn flood_below_capacity_loses_nothing() {
     let hosts = TwoHosts::new(234).unwrap();
     let dir = recording_dir("load-below");
     let child = start_recorder(&dir, &["--netns", &hosts.b.name, "--no-nftrace"]);
-    let rx_before = rx_packets(&hosts);
-    flood(&hosts, 5);
+    let rx_before = hosts.b_rx_packets();
+    hosts.flood(5);
     std::thread::sleep(Duration::from_millis(300));
-    let rx = rx_packets(&hosts) - rx_before;
+    let rx = hosts.b_rx_packets() - rx_before;
     signal(&child, libc::SIGINT);
     let out = child.wait_with_output().unwrap();
     assert!(
@@ -97,10 +81,10 @@ fn flood_far_above_capacity_counts_every_loss_and_stops() {
             "0",
         ],
     );
-    let rx_before = rx_packets(&hosts);
-    flood(&hosts, 3);
+    let rx_before = hosts.b_rx_packets();
+    hosts.flood(3);
     std::thread::sleep(Duration::from_millis(300));
-    let rx = rx_packets(&hosts) - rx_before;
+    let rx = hosts.b_rx_packets() - rx_before;
     let t = Instant::now();
     signal(&child, libc::SIGINT);
     let out = child.wait_with_output().unwrap();

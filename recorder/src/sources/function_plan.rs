@@ -248,13 +248,11 @@ fn try_backend(
         // not a program load per skb position.
         super::kprobe_multi::supported()?;
         let all = attach_all(obj, backend, ready, Some(btf), stop);
-        if let Some(why) = all.results.iter().all(|(_, r)| r.is_err()).then(|| {
-            all.results
-                .first()
-                .and_then(|(_, r)| r.clone().err())
-                .unwrap_or_else(|| "nothing attached".into())
-        }) {
-            return Err(why);
+        if all.results.iter().all(|(_, r)| r.is_err()) {
+            return Err(match all.results.first() {
+                Some((_, Err(why))) => why.clone(),
+                _ => "nothing attached".into(),
+            });
         }
         let results = all.results.into_iter().map(|(p, r)| (p, tag(r))).collect();
         return Ok((results, all.links));
