@@ -24,7 +24,8 @@ APT_PACKAGES=(
   iperf3          # traffic and benchmarks
   netcat-openbsd  # traffic
   curl            # the API tests' HTTP client (docs/api.md's own calls)
-  tcpdump         # oracle for packet counts
+  tcpdump         # oracle for packet counts and --filter
+  libpcap-dev     # --filter: pcap-filter expressions compiled by libpcap (the pcap crate)
   bpftool         # inspect what is loaded (tests: nothing left behind)
   kmod            # modprobe
   busybox-static  # QEMU harness guest userland

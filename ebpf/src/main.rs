@@ -7,12 +7,14 @@
 //! packet metadata through BTF-derived offsets and emitting the event.
 #![no_std]
 #![no_main]
+#![feature(asm_experimental_arch)]
 
 mod bench;
 mod function;
 mod maps;
 mod nft;
 mod nft_chain;
+mod pcap;
 mod skb;
 mod tracepoint;
 

@@ -171,8 +171,10 @@ pub fn prepare<R: Read, C: StackIdContext>(ctx: &C, skb: u64, extra: Extra) -> O
     // Every check is taken after the headers are parsed, so the verifier
     // walks the parsing once: branching on tracking (or on the namespace)
     // first made it walk the parsing once per branch, doubling load time.
-    let pass =
-        extra.reported_before || (netns_allowed(config, netns) && matches(&config.filter, &ev));
+    let pass = extra.reported_before
+        || (netns_allowed(config, netns)
+            && matches(&config.filter, &ev)
+            && crate::pcap::matches::<R>(skb));
     // SAFETY: helper without preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
     if config.track_skbs != 0 {

@@ -146,6 +146,13 @@ pub struct RecordArgs {
     /// skb->mark (decimal or 0x hex).
     #[arg(long)]
     mark: Option<String>,
+    /// A pcap-filter expression, as tcpdump takes (e.g. 'tcp and (port 80
+    /// or port 443) and not net 10.0.0.0/8'): compiled by libpcap, run in
+    /// every probe on the packet's first 256 bytes, from the MAC header
+    /// where the skb has one, else from the IP header; combined with the
+    /// flags above (all must match). docs/recording.md#filters.
+    #[arg(long, value_name = "EXPR")]
+    filter: Option<String>,
     /// Record only this tracepoint (BTF name, e.g. kfree_skb); repeatable.
     /// Default: every tracepoint that passes a struct sk_buff *.
     #[arg(long = "tracepoint", value_name = "NAME")]
@@ -222,11 +229,18 @@ pub struct RecordArgs {
     stack: bool,
 }
 
+/// A flag value clap parsed but the recorder cannot use (exit 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(String);
+
 fn seconds(flag: &str, v: f64) -> anyhow::Result<Duration> {
-    anyhow::ensure!(
-        v.is_finite() && v > 0.0,
-        "--{flag} {v}: must be a positive number of seconds"
-    );
+    if !(v.is_finite() && v > 0.0) {
+        return Err(UsageError(format!(
+            "--{flag} {v}: must be a positive number of seconds"
+        ))
+        .into());
+    }
     Ok(Duration::from_secs_f64(v))
 }
 
@@ -243,6 +257,7 @@ impl RecordArgs {
             port: self.port,
             proto: self.proto,
             mark: self.mark,
+            pcap: self.filter,
         };
         o.tracepoints = self.tracepoints;
         o.duration = self.duration.map(|d| seconds("duration", d)).transpose()?;

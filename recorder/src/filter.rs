@@ -18,6 +18,8 @@ pub struct FilterArgs {
     pub port: Option<String>,
     pub proto: Option<String>,
     pub mark: Option<String>,
+    /// `--filter`: a pcap-filter expression (compiled by `crate::pcap`).
+    pub pcap: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -139,6 +141,9 @@ pub fn parse_filter(
         f.mark = parse_mark(v)?;
         f.flags |= ff::MARK;
         note("mark", v);
+    }
+    if let Some(v) = &args.pcap {
+        note("filter", v);
     }
     let ports = f.flags & (ff::SRC_PORT | ff::DST_PORT | ff::PORT) != 0;
     if ports && f.flags & ff::PROTO != 0 && !matches!(f.proto, 6 | 17) {

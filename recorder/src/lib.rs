@@ -16,6 +16,7 @@ pub mod filter;
 pub mod kernel;
 pub mod live;
 pub mod loader;
+pub mod pcap;
 pub mod record;
 pub mod sd_notify;
 pub mod serve;

@@ -8,6 +8,7 @@ use aya::{
 use nft_schema::raw::{names, KernelOffsets, ProbeConfig};
 
 use crate::ebpf_object::EBPF_OBJECT;
+use crate::pcap::{patch, PcapFilter};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 #[derive(Debug, thiserror::Error)]
@@ -16,6 +17,8 @@ pub enum LoadError {
     Ebpf(#[from] EbpfError),
     #[error("eBPF object has no map {0}")]
     NoMap(&'static str),
+    #[error("{0}")]
+    Filter(#[from] patch::PatchError),
     #[error("duplicating a map fd: {0}")]
     Fd(std::io::Error),
     #[error("writing map {name} failed: {source}")]
@@ -33,6 +36,16 @@ pub struct LoadedObject {
     /// of `ebpf` later), for the programs it loads itself
     /// (`sources::kprobe_multi`).
     pub map_fds: Vec<(String, OwnedFd)>,
+    /// The object as loaded: with `--filter`, the embedded one with the
+    /// filter written in (`pcap::patch`).
+    pub object: Option<patch::ObjectBytes>,
+}
+
+impl LoadedObject {
+    /// The ELF bytes this object was loaded from.
+    pub fn object_bytes(&self) -> &[u8] {
+        self.object.as_ref().map_or(EBPF_OBJECT, |o| o.bytes())
+    }
 }
 
 /// What to load with.
@@ -50,14 +63,22 @@ pub struct LoadOptions<'a> {
     /// Size of the `STACKS` map (at least 1: the kernel allocates it up
     /// front; stacks are switched by `ProbeConfig::stacks`).
     pub stacks: u32,
+    /// `--filter`, written into the object before it is loaded.
+    pub filter: Option<&'a PcapFilter>,
 }
 
 impl LoadedObject {
     pub fn load(opts: &LoadOptions<'_>) -> Result<Self, LoadError> {
+        let object = opts
+            .filter
+            .map(|f| patch::patched(EBPF_OBJECT, f))
+            .transpose()?;
+        let layers = opts.filter.map(PcapFilter::layers).unwrap_or_default();
         let mut loader = EbpfLoader::new();
         loader
             .btf(opts.btf)
             .override_global(names::GLOBAL_KERNEL_OFFSETS, &opts.offsets, true)
+            .override_global(names::GLOBAL_PCAP_LAYERS, &layers, true)
             .map_max_entries(names::MAP_EVENTS, opts.ringbuf_bytes)
             .map_max_entries(names::MAP_TRACKED, opts.tracked_skbs.max(1))
             .map_max_entries(names::MAP_STACKS, opts.stacks.max(1));
@@ -66,7 +87,7 @@ impl LoadedObject {
             loader
                 .verifier_log_level(aya::VerifierLogLevel::VERBOSE | aya::VerifierLogLevel::STATS);
         }
-        let mut ebpf = loader.load(EBPF_OBJECT)?;
+        let mut ebpf = loader.load(object.as_ref().map_or(EBPF_OBJECT, |o| o.bytes()))?;
         let map = ebpf
             .map_mut(names::MAP_CONFIG)
             .ok_or(LoadError::NoMap(names::MAP_CONFIG))?;
@@ -90,7 +111,11 @@ impl LoadedObject {
                 ));
             }
         }
-        Ok(Self { ebpf, map_fds })
+        Ok(Self {
+            ebpf,
+            map_fds,
+            object,
+        })
     }
 }
 

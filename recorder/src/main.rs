@@ -19,7 +19,12 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("nft-recorder: error: {e:#}");
-            ExitCode::from(1)
+            // Bad arguments exit 2, as clap does for a flag it cannot parse.
+            let bad_input = e
+                .downcast_ref::<nft_recorder::record::RecordError>()
+                .is_some_and(|e| e.is_bad_input())
+                || e.downcast_ref::<cli::UsageError>().is_some();
+            ExitCode::from(if bad_input { 2 } else { 1 })
         }
     }
 }

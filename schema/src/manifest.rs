@@ -15,6 +15,34 @@ pub const MANIFEST_FILE: &str = "recording.json";
 /// killed recorder; readers ignore it.
 pub const RESERVE_FILE: &str = "space-reserve.tmp";
 
+/// A `--filter` expression as the probes run it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FilterProgram {
+    pub expression: String,
+    /// One entry per layer libpcap compiled it for.
+    pub layers: Vec<FilterLayer>,
+    /// Layers it could not be compiled for (packets seen there never
+    /// match), with libpcap's reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<FilterRefusal>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FilterLayer {
+    /// `l2` (from the MAC header) or `l3` (from the network header).
+    pub layer: String,
+    /// Classic BPF instructions from libpcap.
+    pub cbpf_insns: usize,
+    /// eBPF instructions the probes run.
+    pub ebpf_insns: usize,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FilterRefusal {
+    pub layer: String,
+    pub why: String,
+}
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Manifest {
     /// [`crate::SCHEMA_VERSION`] of the writer.
@@ -63,8 +91,12 @@ pub struct Manifest {
     pub stacks: Option<u64>,
     /// Network namespaces the recording is limited to (empty: all).
     pub netns: Vec<NetnsRef>,
-    /// The packet filters as given on the command line (flag -> value).
+    /// The packet filters as given on the command line (flag -> value;
+    /// `filter` is the pcap-filter expression).
     pub filters: BTreeMap<String, String>,
+    /// `--filter`: what libpcap compiled the expression to, per layer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter_program: Option<FilterProgram>,
     /// Every probe asked for, and what became of it.
     pub attach_plan: Vec<AttachResult>,
     /// Closed event segment files, in order.

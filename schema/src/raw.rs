@@ -172,6 +172,15 @@ pub struct KernelOffsets {
     /// `sock.__sk_common.skc_net` (a `possible_net_t`): the namespace of an
     /// skb that has no device yet (local output).
     pub sk_net: u32,
+    /// `sk_buff.mac_header` (u16 offset from head; 0xffff = unset): where
+    /// `--filter`'s link-layer program starts reading.
+    pub skb_mac_header: u32,
+    /// `sk_buff.tail` (u32 offset from head on 64-bit kernels): the end of
+    /// the linear data `--filter` may read.
+    pub skb_tail: u32,
+    /// `sk_buff.data` (a pointer): how far the packet has been pulled, so
+    /// `--filter`'s `len` is the length from the layer it reads.
+    pub skb_data: u32,
 }
 
 impl KernelOffsets {
@@ -188,6 +197,9 @@ impl KernelOffsets {
         net_inum: OFFSET_MISSING,
         skb_sk: OFFSET_MISSING,
         sk_net: OFFSET_MISSING,
+        skb_mac_header: OFFSET_MISSING,
+        skb_tail: OFFSET_MISSING,
+        skb_data: OFFSET_MISSING,
     };
 }
 
@@ -514,6 +526,15 @@ pub const fn loss_index(probe_id: u32, reason: LossReason) -> u32 {
 /// Names of the maps and programs in the eBPF object, so the recorder and
 /// the eBPF crate agree on them.
 pub mod names {
+    /// The read-only global holding [`super::PcapLayers`].
+    pub const GLOBAL_PCAP_LAYERS: &str = "PCAP_LAYERS";
+    /// The per-CPU copy of the packet `--filter` runs on.
+    pub const MAP_PCAP_PACKET: &str = "PCAP_PACKET";
+    /// The placeholder functions whose instructions the recorder replaces
+    /// with `--filter`'s program for each layer (their symbols are mangled:
+    /// found by this part of the name).
+    pub const FUNC_PCAP_L2: &str = "nft_pcap_l2";
+    pub const FUNC_PCAP_L3: &str = "nft_pcap_l3";
     pub const MAP_EVENTS: &str = "EVENTS";
     pub const MAP_CONFIG: &str = "CONFIG";
     /// The read-only global holding [`super::KernelOffsets`].
@@ -556,12 +577,45 @@ pub mod names {
     pub const PROG_NFT_CHAIN_EXIT: &str = "kretprobe_nft_chain";
 }
 
+/// `--filter` (a pcap-filter expression): which layers have a program.
+/// A read-only global: with no filter the verifier sees 0 and skips the
+/// filter's code, so it costs nothing.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PcapLayers {
+    /// [`pcap_layer`] bits.
+    pub layers: u32,
+}
+
+/// The layers a `--filter` program reads a packet from.
+pub mod pcap_layer {
+    /// From the MAC header (libpcap's DLT_EN10MB): where the skb has one.
+    pub const L2: u32 = 1;
+    /// From the network header (DLT_RAW): before the skb has a MAC header
+    /// (local output) or on devices without one.
+    pub const L3: u32 = 2;
+}
+
+/// Bytes of a packet, from the layer's first header, that `--filter`'s
+/// program can read (one copy per event; loads beyond are no match).
+pub const PCAP_PACKET_BYTES: usize = 256;
+/// The packet copy `--filter` runs on.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct PcapPacket {
+    pub bytes: [u8; PCAP_PACKET_BYTES],
+}
+/// eBPF instructions reserved for each layer's `--filter` program (the
+/// placeholder's size; the recorder reads the exact size from the object).
+pub const PCAP_FILTER_INSNS: usize = 1024;
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: plain `#[repr(C)]` integers with explicit padding, valid for
     // any bit pattern.
     unsafe impl aya::Pod for super::SkbEvent {}
     unsafe impl aya::Pod for super::KernelOffsets {}
+    unsafe impl aya::Pod for super::PcapLayers {}
     unsafe impl aya::Pod for super::ProbeConfig {}
     unsafe impl aya::Pod for super::PacketFilter {}
     unsafe impl aya::Pod for super::NftOffsets {}
@@ -576,7 +630,7 @@ mod tests {
     fn layouts_are_pinned() {
         assert_eq!(core::mem::size_of::<SkbEvent>(), 104);
         assert_eq!(core::mem::align_of::<SkbEvent>(), 8);
-        assert_eq!(core::mem::size_of::<KernelOffsets>(), 44);
+        assert_eq!(core::mem::size_of::<KernelOffsets>(), 56);
         assert_eq!(core::mem::size_of::<PacketFilter>(), 68);
         assert_eq!(core::mem::size_of::<NftOffsets>(), 116);
         assert_eq!(core::mem::size_of::<NftPart>(), 48);

@@ -225,6 +225,9 @@ impl KernelBtf {
             net_inum: get("net", "ns.inum")?,
             skb_sk: get("sk_buff", "sk")?,
             sk_net: get("sock", "__sk_common.skc_net")?,
+            skb_mac_header: get("sk_buff", "mac_header")?,
+            skb_tail: get("sk_buff", "tail")?,
+            skb_data: get("sk_buff", "data")?,
         };
         Ok((offsets, missing))
     }

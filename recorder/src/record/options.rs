@@ -90,6 +90,8 @@ impl RecordOptions {
 pub enum RecordError {
     #[error(transparent)]
     Filter(#[from] filter::FilterError),
+    #[error(transparent)]
+    PcapFilter(#[from] crate::pcap::PcapFilterError),
     #[error("--netns {name}: {path}: {source}")]
     Netns {
         name: String,
@@ -135,6 +137,27 @@ pub enum RecordError {
     Lock(String),
     #[error("{0}")]
     Runtime(String),
+}
+
+impl RecordError {
+    /// The caller's mistake (a bad flag, filter, namespace or output
+    /// directory), as opposed to the box's: `record` exits 2 for it (as
+    /// for a flag it cannot parse), the API answers 400.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            Self::Filter(_)
+                | Self::PcapFilter(_)
+                | Self::Netns { .. }
+                | Self::TooManyNetns
+                | Self::RingbufSize(_)
+                | Self::RingWakeup(_)
+                | Self::UnknownTracepoint(_)
+                | Self::Output { .. }
+                | Self::FunctionCache(_)
+                | Self::NftHooks(_)
+        )
+    }
 }
 
 /// What a finished recording holds.

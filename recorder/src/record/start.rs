@@ -3,6 +3,7 @@
 //! hooks, nftrace), and write the recording's fixed parts and first
 //! manifest (`end: running`), which is the readiness mark on disk.
 
+use crate::pcap::PcapFilter;
 use std::path::{Path, PathBuf};
 
 use nft_schema::manifest::Manifest;
@@ -123,6 +124,7 @@ fn load(opts: &RecordOptions, plan: &Plan) -> Result<LoadedObject, RecordError> 
         } else {
             1
         },
+        filter: plan.pcap.as_ref(),
     })?)
 }
 
@@ -142,7 +144,7 @@ fn sources(opts: &RecordOptions, plan: &mut Plan, dir: &Path) -> Sources {
         nft_hooks: NftHookRecording::new(opts.nft_hooks, usable),
         nftrace: NftraceRecording::new(
             std::mem::take(&mut plan.nftrace_targets),
-            std::mem::take(&mut plan.nftrace_rules),
+            std::mem::take(&mut plan.nftrace_marking),
             dir.to_owned(),
             opts.flush_interval,
         ),
@@ -193,6 +195,7 @@ fn first_manifest(
         attach_seconds: sources.functions.attach_seconds,
         netns: plan.netns.clone(),
         filters: plan.filters_given.clone(),
+        filter_program: plan.pcap.as_ref().map(PcapFilter::manifest),
         attach_plan: ledger.plan().to_vec(),
         rulesets: sources.nftrace.rulesets.clone(),
         end: values::END_RUNNING.into(),

@@ -12,6 +12,7 @@ use crate::filter::parse_filter;
 use crate::kernel::btf::{KernelBtf, SkbTracepoint};
 use crate::kernel::netns::{netns_inode, netns_path, own_netns_inode};
 use crate::kernel::nft_layout::NftLayout;
+use crate::pcap::PcapFilter;
 use crate::sources::function::FunctionProbe;
 use crate::sources::function_plan::{self, BackendChoice, Mode};
 use crate::sources::nft_hook::NftHooks;
@@ -20,6 +21,8 @@ use crate::sources::nftrace::{table, NftraceTarget};
 /// What was checked, ready to be started.
 pub struct Plan {
     pub filter: PacketFilter,
+    /// `--filter`, compiled and translated.
+    pub pcap: Option<PcapFilter>,
     pub filters_given: BTreeMap<String, String>,
     pub netns: Vec<NetnsRef>,
     pub offsets: KernelOffsets,
@@ -33,7 +36,7 @@ pub struct Plan {
     /// Namespaces that get the nftrace table (empty: nftrace is off), and
     /// the table's rules for the filter.
     pub nftrace_targets: Vec<NftraceTarget>,
-    pub nftrace_rules: Vec<String>,
+    pub nftrace_marking: table::Marking,
 }
 
 fn resolve_netns(names: &[String]) -> Result<Vec<NetnsRef>, RecordError> {
@@ -138,6 +141,12 @@ fn function_plan(opts: &RecordOptions, tracking: bool) -> Result<Vec<FunctionPro
 
 pub fn validate(opts: &RecordOptions) -> Result<Plan, RecordError> {
     let (filter, filters_given) = parse_filter(&opts.filter)?;
+    let pcap = opts
+        .filter
+        .pcap
+        .as_deref()
+        .map(PcapFilter::compile)
+        .transpose()?;
     let netns = resolve_netns(&opts.netns)?;
     if !opts.ringbuf_bytes.is_power_of_two() || opts.ringbuf_bytes < 4096 {
         return Err(RecordError::RingbufSize(opts.ringbuf_bytes));
@@ -162,7 +171,7 @@ pub fn validate(opts: &RecordOptions) -> Result<Plan, RecordError> {
     let frees_seen = ["kfree_skb", "consume_skb"]
         .iter()
         .all(|name| tracepoints.iter().any(|t| t.name == *name));
-    let filtered = filter.flags != 0 || !netns.is_empty();
+    let filtered = filter.flags != 0 || pcap.is_some() || !netns.is_empty();
     let tracking = opts.tracked_skbs > 0 && filtered && frees_seen;
     if opts.tracked_skbs > 0 && filtered && !frees_seen {
         tracing::warn!(
@@ -183,8 +192,9 @@ pub fn validate(opts: &RecordOptions) -> Result<Plan, RecordError> {
     let aya_btf = aya::Btf::from_sys_fs().map_err(|e| RecordError::AyaBtf(e.to_string()))?;
     Ok(Plan {
         nftrace_targets: nftrace_targets(opts, &netns),
-        nftrace_rules: table::filter_rules(&opts.filter),
+        nftrace_marking: table::marking(&opts.filter),
         filter,
+        pcap,
         filters_given,
         netns,
         offsets,

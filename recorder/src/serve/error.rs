@@ -46,14 +46,7 @@ impl IntoResponse for ApiError {
 impl From<RecordError> for ApiError {
     fn from(e: RecordError) -> Self {
         let status = match &e {
-            RecordError::Filter(_)
-            | RecordError::Netns { .. }
-            | RecordError::TooManyNetns
-            | RecordError::RingbufSize(_)
-            | RecordError::UnknownTracepoint(_)
-            | RecordError::Output { .. }
-            | RecordError::FunctionCache(_)
-            | RecordError::NftHooks(_) => StatusCode::BAD_REQUEST,
+            e if e.is_bad_input() => StatusCode::BAD_REQUEST,
             RecordError::Busy { .. } => StatusCode::CONFLICT,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };

@@ -21,8 +21,7 @@ pub struct SessionRequest {
     pub mode: String,
     #[serde(default)]
     pub max_functions: usize,
-    /// The pcap-filter language is not supported yet (issue 20): only an
-    /// empty expression is accepted.
+    /// A pcap-filter expression (`record --filter`); empty: none.
     #[serde(default)]
     pub pcap_filter: String,
     #[serde(default)]
@@ -90,12 +89,6 @@ impl SessionRequest {
         let req: Self = serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("request body: {e}")))?;
         check_id(&req.session_id)?;
-        if !req.pcap_filter.trim().is_empty() {
-            return Err(ApiError::bad_request(
-                "pcap_filter: pcap-filter expressions are not supported yet; use the \
-                 src_ip/dst_ip/host/src_port/dst_port/port/proto/mark fields",
-            ));
-        }
         Ok(req)
     }
 
@@ -118,6 +111,7 @@ impl SessionRequest {
             port: self.port.clone(),
             proto: self.proto.clone(),
             mark: self.mark.clone(),
+            pcap: Some(self.pcap_filter.trim().to_string()).filter(|e| !e.is_empty()),
         };
         o.tracepoints = self.tracepoints.clone();
         if let Some(b) = &self.backend {
@@ -169,10 +163,6 @@ mod tests {
             ),
             (br#"{"session_id": "../x"}"#, "session id"),
             (br#"{"session_id": ""}"#, "session id"),
-            (
-                br#"{"session_id": "a", "pcap_filter": "tcp"}"#,
-                "pcap_filter",
-            ),
             (br#"{"session_id": "a""#, "request body"),
         ] {
             let e = SessionRequest::parse(bad).unwrap_err();

@@ -326,6 +326,7 @@ impl Source for FunctionSource {
             btf: kernel.aya_btf.as_ref(),
             tracked_skbs: 1,
             stacks: 1,
+            filter: None,
         })
         .map_err(|e| chain(&e))?;
         let probe = FunctionProbe {

@@ -14,7 +14,6 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use super::{function::CHECK_FUNCTION, KernelContext, Source};
-use crate::ebpf_object::EBPF_OBJECT;
 use crate::loader::LoadedObject;
 
 // From include/uapi/linux/bpf.h.
@@ -84,7 +83,7 @@ pub struct Relocated {
 impl Relocated {
     pub fn new(obj: &LoadedObject) -> Result<Self, KprobeMultiError> {
         let relocate = |why: String| KprobeMultiError::Relocate { why };
-        let mut parsed = aya_obj::Object::parse(EBPF_OBJECT)?;
+        let mut parsed = aya_obj::Object::parse(obj.object_bytes())?;
         let maps = std::mem::take(&mut parsed.maps);
         let text: HashSet<usize> = parsed
             .functions

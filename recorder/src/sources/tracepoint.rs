@@ -204,6 +204,7 @@ impl Source for TracepointSource {
             btf: Some(btf),
             tracked_skbs: 1,
             stacks: 1,
+            filter: None,
         })
         .map_err(|e| chain(&e))?;
         let probe = TracepointProbe {

@@ -22,6 +22,9 @@ pub struct NftraceEvent {
     pub oif: Option<u32>,
     pub mark: Option<u32>,
     pub headers: Headers,
+    /// The network and transport header bytes the kernel attached, one
+    /// after the other: what `--filter` matches (from the IP header).
+    pub packet: Vec<u8>,
 }
 
 /// What the network and transport header bytes say.
@@ -151,6 +154,7 @@ fn parse_trace(family: u8, body: &[u8]) -> NftraceEvent {
     }
     if let Some(net) = network {
         e.headers = parse_headers(net, transport);
+        e.packet = [net, transport.unwrap_or_default()].concat();
     }
     e
 }

@@ -80,6 +80,8 @@ pub enum NftraceError {
 #[derive(Debug, Default)]
 pub struct NftraceStats {
     pub messages: u64,
+    /// Messages `--filter` left out.
+    pub filtered: u64,
     /// Times the kernel reported ENOBUFS (messages dropped because the
     /// socket buffer was full): each is at least one lost message.
     pub overruns: u64,
@@ -120,7 +122,7 @@ fn snapshot(dir: &Path, label: &str, when: When) -> Result<(), NftraceError> {
 /// and the nft hooks see the table's chains too.
 pub fn spawn(
     target: NftraceTarget,
-    rules: Vec<String>,
+    marking: table::Marking,
     dir: PathBuf,
     writer: NftraceWriter,
     flush_interval: Duration,
@@ -140,7 +142,7 @@ pub fn spawn(
                 let removed = table::remove()?;
                 snapshot(&dir, &target.label, When::Start)?;
                 let sock = NftraceSocket::open().map_err(NftraceError::Socket)?;
-                table::create(&rules)?;
+                table::create(&marking.rules)?;
                 let own = table::list_json()?;
                 Ok((sock, removed, own))
             };
@@ -158,7 +160,21 @@ pub fn spawn(
                 removed_leftover,
                 ..Default::default()
             };
-            let result = receive(&sock, &target, &writer, flush_interval, &stop, &mut stats);
+            // libpcap's matcher for the headers a message carries; an
+            // expression with no network-layer program keeps no message
+            // (as the probes keep no packet seen at that layer).
+            let matcher = marking
+                .expression
+                .as_deref()
+                .map(crate::pcap::network_matcher);
+            let receiving = Receiving {
+                target: &target,
+                writer: &writer,
+                matcher: matcher.as_ref(),
+                flush_interval,
+                stop: &stop,
+            };
+            let result = receive(&sock, &receiving, &mut stats);
             // Always remove the table, even after an error.
             let removed = table::remove();
             let snapped = snapshot(&dir, &target.label, When::Stop);
@@ -170,14 +186,34 @@ pub fn spawn(
         .expect("spawn nftrace thread")
 }
 
+/// What one namespace's receive loop works with.
+struct Receiving<'a> {
+    target: &'a NftraceTarget,
+    writer: &'a NftraceWriter,
+    /// `--filter`: `Some(None)` when the expression has no network-layer
+    /// program (nothing matches).
+    matcher: Option<&'a Option<crate::pcap::Program>>,
+    flush_interval: Duration,
+    stop: &'a AtomicBool,
+}
+
+impl Receiving<'_> {
+    /// Whether `--filter` keeps a message with these header bytes.
+    fn keeps(&self, packet: &[u8]) -> bool {
+        match self.matcher {
+            None => true,
+            Some(None) => false,
+            Some(Some(program)) => program.matches(packet),
+        }
+    }
+}
+
 fn receive(
     sock: &NftraceSocket,
-    target: &NftraceTarget,
-    writer: &NftraceWriter,
-    flush_interval: Duration,
-    stop: &AtomicBool,
+    r: &Receiving<'_>,
     stats: &mut NftraceStats,
 ) -> Result<(), NftraceError> {
+    let (target, writer, flush_interval, stop) = (r.target, r.writer, r.flush_interval, r.stop);
     let mut buf = vec![0u8; 256 * 1024];
     let mut rows: Vec<NftraceRow> = Vec::new();
     let mut last_flush = Instant::now();
@@ -213,6 +249,10 @@ fn receive(
         for event in message::parse_datagram(&buf[..n]) {
             if event.table == table::TABLE {
                 continue; // our own marking chains
+            }
+            if !r.keeps(&event.packet) {
+                stats.filtered += 1;
+                continue;
             }
             stats.messages += 1;
             rows.push(NftraceRow {

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use nft_schema::files::{self, Form, When};
 
 use super::guard::TableGuard;
+use super::table::Marking;
 use super::{spawn, NftraceError, NftraceStats, NftraceTarget, NftraceWriter};
 use crate::sources::{SessionSource, StartContext, StartError};
 use crate::writer::segments::{SegmentError, SegmentWriter};
@@ -23,7 +24,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(15);
 
 pub struct NftraceRecording {
     targets: Vec<NftraceTarget>,
-    rules: Vec<String>,
+    marking: Marking,
     dir: PathBuf,
     flush_interval: Duration,
     writer: NftraceWriter,
@@ -43,7 +44,7 @@ impl NftraceRecording {
     /// `targets` empty: the source is off (`--no-nftrace`).
     pub fn new(
         targets: Vec<NftraceTarget>,
-        rules: Vec<String>,
+        marking: Marking,
         dir: PathBuf,
         flush_interval: Duration,
     ) -> Self {
@@ -54,7 +55,7 @@ impl NftraceRecording {
         )));
         Self {
             targets,
-            rules,
+            marking,
             dir,
             flush_interval,
             writer,
@@ -82,7 +83,7 @@ impl NftraceRecording {
         let (label, inode) = (target.label.clone(), target.inode);
         self.threads.push(spawn(
             target,
-            self.rules.clone(),
+            self.marking.clone(),
             self.dir.clone(),
             self.writer.clone(),
             self.flush_interval,
@@ -185,7 +186,15 @@ impl SessionSource for NftraceRecording {
         let mut errors = Vec::new();
         for handle in self.threads.drain(..) {
             match handle.join() {
-                Ok(Ok(stats)) => self.overruns += stats.overruns,
+                Ok(Ok(stats)) => {
+                    self.overruns += stats.overruns;
+                    if stats.filtered > 0 {
+                        tracing::info!(
+                            "nftrace: {} message(s) left out by --filter",
+                            stats.filtered
+                        );
+                    }
+                }
                 Ok(Err(e)) => errors.push(format!("nftrace: {e}")),
                 Err(_) => errors.push("nftrace: a receive thread panicked".into()),
             }

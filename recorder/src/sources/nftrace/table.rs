@@ -64,6 +64,26 @@ fn addr_expr(dir: &str, value: &str) -> String {
     format!("{family} {dir} {value}")
 }
 
+/// What the recorder's table marks for tracing, and which of the marked
+/// packets' messages are kept.
+#[derive(Clone, Debug, Default)]
+pub struct Marking {
+    /// One nft match per rule ([`filter_rules`]): the flag filters.
+    pub rules: Vec<String>,
+    /// `--filter`: nft has no match for a pcap-filter expression, so the
+    /// table marks what the flags allow and the receiver keeps a message
+    /// only when libpcap's own matcher accepts the headers it carries.
+    pub expression: Option<String>,
+}
+
+/// The marking for the recorder's filter.
+pub fn marking(f: &FilterArgs) -> Marking {
+    Marking {
+        rules: filter_rules(f),
+        expression: f.pcap.clone(),
+    }
+}
+
 /// The match expressions equivalent to the recorder's filter, as one
 /// alternative per rule (`--host` and `--port` match either direction, so
 /// they multiply into several rules). Values were validated by
