@@ -268,7 +268,7 @@ pub fn recording_dir(tag: &str) -> PathBuf {
 /// once its manifest exists, which the recorder writes after attaching
 /// every probe and installing its nftrace tables.
 pub fn start_recorder(dir: &std::path::Path, args: &[&str]) -> std::process::Child {
-    let child = Command::new(workspace_bin("nft-recorder"))
+    let mut child = Command::new(workspace_bin("nft-recorder"))
         .args(["record", "-o"])
         .arg(dir)
         .args(args)
@@ -278,6 +278,11 @@ pub fn start_recorder(dir: &std::path::Path, args: &[&str]) -> std::process::Chi
         .expect("spawn nft-recorder");
     let start = std::time::Instant::now();
     while !dir.join("recording.json").exists() {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            let mut stderr = String::new();
+            let _ = std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr);
+            panic!("nft-recorder {args:?} exited ({status}) before recording: {stderr}");
+        }
         assert!(
             start.elapsed() < std::time::Duration::from_secs(20),
             "the recorder never wrote its manifest"

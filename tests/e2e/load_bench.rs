@@ -88,6 +88,7 @@ fn yardsticks() -> LoadedObject {
         btf: Some(&aya_btf),
         tracked_skbs: 1,
         stacks: 1,
+        filter: None,
     })
     .expect("load");
     for program in YARDSTICKS {

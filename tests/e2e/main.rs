@@ -10,6 +10,7 @@ mod load_bench;
 mod record_filters;
 mod record_load;
 mod record_nftrace;
+mod record_pcap_filter;
 mod record_reliability;
 mod record_session;
 mod record_stacks;

@@ -43,6 +43,7 @@ fn netif_receive_skb_events_match_traffic_and_kernel_counters() {
         btf: Some(&aya_btf),
         tracked_skbs: 1,
         stacks: 1,
+        filter: None,
     })
     .unwrap();
     let mut reader = EventReader::take(&mut obj).unwrap();

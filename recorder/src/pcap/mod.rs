@@ -161,3 +161,6 @@ impl PcapFilter {
 pub fn network_matcher(expr: &str) -> Option<Program> {
     Program::compile(expr, libpcap::DLT_RAW).ok()
 }
+
+#[cfg(test)]
+mod tests;

@@ -109,6 +109,7 @@ const LEN: u16 = 0x80;
 const MSH: u16 = 0xa0;
 const SRC_X: u16 = 0x08;
 const RVAL_A: u16 = 0x10;
+const TAX: u16 = 0x00;
 const TXA: u16 = 0x80;
 
 // eBPF-only encodings.
@@ -201,9 +202,17 @@ pub fn translate(prog: &[Cbpf]) -> Result<Vec<Insn>, TranslateError> {
         starts.push(out.insns.len());
         one(at, ins, prog.len(), &mut out)?;
     }
+    // The shared "no match" exit, only when something jumps there (the
+    // verifier refuses unreachable instructions).
     let no_match = out.insns.len();
-    out.push(Insn::new(E_ALU | MOV, A, 0, 0, 0));
-    out.push(Insn::new(JMP | EXIT, 0, 0, 0, 0));
+    if out
+        .jumps
+        .iter()
+        .any(|(_, to)| matches!(to, Target::NoMatch))
+    {
+        out.push(Insn::new(E_ALU | MOV, A, 0, 0, 0));
+        out.push(Insn::new(JMP | EXIT, 0, 0, 0, 0));
+    }
     for (at, to) in std::mem::take(&mut out.jumps) {
         let target = match to {
             Target::Classic(n) => starts[n],
@@ -253,13 +262,11 @@ fn one(at: usize, i: &Cbpf, len: usize, out: &mut Out) -> Result<(), TranslateEr
             }
             out.push(Insn::new(JMP | EXIT, 0, 0, 0, 0));
         }
-        MISC => {
-            if i.code & 0xf8 == TXA {
-                out.push(Insn::new(E_ALU | MOV | E_X, A, X, 0, 0));
-            } else {
-                out.push(Insn::new(E_ALU | MOV | E_X, X, A, 0, 0));
-            }
-        }
+        MISC => match i.code & 0xf8 {
+            TXA => out.push(Insn::new(E_ALU | MOV | E_X, A, X, 0, 0)),
+            TAX => out.push(Insn::new(E_ALU | MOV | E_X, X, A, 0, 0)),
+            _ => return Err(unsupported()),
+        },
         _ => return Err(unsupported()),
     }
     Ok(())
