@@ -265,3 +265,75 @@ fn recorded_packets_are_the_ones_tcpdump_matches() {
     let _ = std::fs::remove_file(&capture);
     assert_eq!(recorder_programs_settled(0), 0);
 }
+
+/// nft has no match for a pcap-filter expression, so the recorder's table
+/// marks every packet and the receiver keeps only the messages whose
+/// headers libpcap matches: the nftrace rows are those of the matching
+/// packets, every message of their traces.
+#[test]
+fn nftrace_messages_are_matched_by_libpcap() {
+    let _kernel = kernel_lock();
+    let hosts = TwoHosts::new(210).unwrap();
+    hosts
+        .b
+        .exec(
+            "nft",
+            &["add table inet fw; add chain inet fw input { type filter hook input priority 0; policy accept; }; add rule inet fw input counter"],
+        )
+        .unwrap();
+    hosts
+        .a
+        .exec("ping", &["-q", "-c", "1", &hosts.b_ip])
+        .unwrap();
+    let dir = recording_dir("pcap-nftrace");
+    let mut recorder = start_recorder(
+        &dir,
+        &[
+            "--netns",
+            &hosts.b.name,
+            "--backend",
+            "tracepoint",
+            "--tracepoint",
+            "netif_receive_skb",
+            "--filter",
+            "udp dst port 53",
+        ],
+    );
+    let b = &hosts.b_ip;
+    let cmd = format!(
+        "for p in 53 7000 53 7000 53; do echo x > /dev/udp/{b}/$p; done; ping -q -c 2 -i 0.2 {b}"
+    );
+    hosts.a.exec("bash", &["-c", &cmd]).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    signal(&recorder, libc::SIGINT);
+    assert!(recorder.wait().unwrap().success());
+    let nftrace = |filter: &str| {
+        nft_tests::duckdb_i64(
+            &dir,
+            &format!(
+                "SELECT count(*) FROM read_parquet('{{dir}}/nftrace-*.parquet') \
+                 WHERE \"table\" = 'fw' AND {filter}"
+            ),
+        )
+        .unwrap()
+    };
+    // The kernel puts the headers in a trace's first message only; the
+    // rest of the trace (the rule, the policy) follows it.
+    assert_eq!(nftrace("l4_proto = 17 AND dport = 53"), 3);
+    assert_eq!(
+        nftrace("l4_proto IS NOT NULL AND NOT (l4_proto = 17 AND dport = 53)"),
+        0
+    );
+    assert_eq!(nftrace("type = 'policy'"), 3);
+    assert_eq!(
+        nftrace("trace_id NOT IN (SELECT trace_id FROM read_parquet('{dir}/nftrace-*.parquet') WHERE dport = 53)"),
+        0
+    );
+    let events = nft_tests::duckdb_i64(
+        &dir,
+        "SELECT count(*) FROM read_parquet('{dir}/events-*.parquet') WHERE dport = 53",
+    )
+    .unwrap();
+    assert_eq!(events, 3);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -346,26 +346,54 @@ fn sigterm_and_ring_mode() {
 fn bad_input_is_refused_before_anything_is_attached() {
     let _kernel = kernel_lock();
     let dir = recording_dir("bad");
-    let cases: &[(&[&str], &str)] = &[
-        (&["--netns", "no-such-ns-xyz"], "--netns no-such-ns-xyz"),
+    // Bad arguments exit 2 (as clap does); a kernel that cannot do what
+    // was asked exits 1.
+    let cases: &[(&[&str], &str, i32)] = &[
+        (&["--netns", "no-such-ns-xyz"], "--netns no-such-ns-xyz", 2),
         (
             &["--port", "70000"],
             "--port \"70000\": a port is a number from 1 to 65535",
+            2,
         ),
         (
             &["--host", "10.0.0.300"],
             "--host \"10.0.0.300\": not an IPv4 or IPv6 address",
+            2,
         ),
-        (&["--proto", "sctp"], "expected tcp, udp, icmp or icmpv6"),
+        (&["--proto", "sctp"], "expected tcp, udp, icmp or icmpv6", 2),
         (
             &["--tracepoint", "no_such_tp"],
             "--tracepoint no_such_tp: no such tracepoint",
+            2,
         ),
-        (&["--ringbuf-size", "5000"], "must be a power of two"),
-        (&["--duration", "0"], "must be a positive number of seconds"),
+        (&["--ringbuf-size", "5000"], "must be a power of two", 2),
+        (
+            &["--duration", "0"],
+            "must be a positive number of seconds",
+            2,
+        ),
         (
             &["--functions", "/nonexistent/functions.json"],
             "--functions: /nonexistent/functions.json",
+            2,
+        ),
+        // pcap-filter expressions: libpcap's own message, or why a probe
+        // cannot run what libpcap made of it.
+        (
+            &["--filter", "tcp prt 80"],
+            "--filter \"tcp prt 80\": libpcap: can't parse filter expression: syntax error",
+            2,
+        ),
+        (
+            &["--filter", "ip broadcast"],
+            "libpcap: netmask not known, so 'ip broadcast' not supported",
+            2,
+        ),
+        (&["--filter", "protochain 6"], "a probe runs no loops", 2),
+        (
+            &["--filter", "tcp[300] == 1"],
+            "beyond the first 256 bytes the probes copy",
+            2,
         ),
     ];
     let mut cases = cases.to_vec();
@@ -375,6 +403,7 @@ fn bad_input_is_refused_before_anything_is_attached() {
         cases.push((
             &["--backend", "kprobe"],
             "--backend kprobe: no function could be attached",
+            1,
         ));
     }
     // kprobe.multi where the kernel has no fprobe (this host): refused by
@@ -383,14 +412,15 @@ fn bad_input_is_refused_before_anything_is_attached() {
         cases.push((
             &["--backend", "kprobe-multi"],
             "--backend kprobe-multi: the kernel has no fprobe",
+            1,
         ));
     }
-    for (args, expected) in &cases {
+    for (args, expected, code) in &cases {
         let mut full = vec!["record", "-o", dir.to_str().unwrap()];
         full.extend_from_slice(args);
         let out = recorder(&full);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(*code), "{args:?}: {stderr}");
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
         assert!(!dir.exists(), "{args:?} left {}", dir.display());
@@ -404,7 +434,7 @@ fn bad_input_is_refused_before_anything_is_attached() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("keep"), "x").unwrap();
     let out = recorder(&["record", "-o", dir.to_str().unwrap(), "--duration", "1"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("exists and is not empty"));
     assert_eq!(std::fs::read_to_string(dir.join("keep")).unwrap(), "x");
     std::fs::remove_dir_all(&dir).unwrap();

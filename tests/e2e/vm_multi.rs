@@ -222,6 +222,47 @@ fn kprobe_multi_every_function(kernel: &str, out: &Path) {
     );
 }
 
+/// `--mode full --filter 'icmp and host 10.9.0.1'`: every function event
+/// is of a matching packet (its own headers match, or the same skb matched
+/// earlier and is tracked), the echo requests reach `icmp_rcv`, and the
+/// UDP and TCP sent alongside are absent.
+fn pcap_filter_with_functions(kernel: &str, out: &Path) {
+    let rec = out.join("pcap-full");
+    let count = |filter: &str| {
+        duckdb_i64(
+            &rec,
+            &format!(
+                "WITH e AS (SELECT * FROM read_parquet('{{dir}}/events-*.parquet')), \
+                 matching AS (SELECT * FROM e WHERE l4_proto = 1 \
+                   AND '10.9.0.1' IN (saddr, daddr)) \
+                 SELECT count(*) FROM e WHERE {filter}"
+            ),
+        )
+        .unwrap()
+    };
+    let functions = count("kind = 'function'");
+    assert!(functions >= 20, "{kernel}: {functions} function events");
+    let stray = count(
+        "kind = 'function' AND skb NOT IN (SELECT skb FROM matching) \
+         AND NOT (l4_proto = 1 AND '10.9.0.1' IN (saddr, daddr))",
+    );
+    assert_eq!(stray, 0, "{kernel}: function events of other packets");
+    assert_eq!(
+        count("l4_proto IN (6, 17)"),
+        0,
+        "{kernel}: TCP/UDP recorded"
+    );
+    assert_eq!(
+        count("probe = 'icmp_rcv' AND icmp_type = 8"),
+        3,
+        "{kernel}: echo requests at icmp_rcv"
+    );
+    let m = manifest(&rec);
+    assert_eq!(m["filters"]["filter"], "icmp and host 10.9.0.1", "{kernel}");
+    let layers = m["filter_program"]["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 2, "{kernel}: {layers:?}");
+}
+
 pub fn check(kernel: &str, out: &Path, backends: &[&str], kprobe_multi: bool) {
     let mut echo = std::collections::HashMap::new();
     for backend in backends {
@@ -238,6 +279,8 @@ pub fn check(kernel: &str, out: &Path, backends: &[&str], kprobe_multi: bool) {
         );
         assert!(!out.join("kpm-refused/recording.json").exists(), "{kernel}");
     }
+
+    pcap_filter_with_functions(kernel, out);
 
     // NAT: recorded with --dst-ip 10.9.7.7; b's prerouting DNATs it to
     // 10.9.0.2, so from there on only tracking keeps the echo requests.

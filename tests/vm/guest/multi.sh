@@ -9,10 +9,13 @@
 #   unfiltered BTF list (`discover --btf`, so some ftrace cannot take),
 #   attached and detached; where it has not, `--backend kprobe-multi`
 #   refused before anything is attached;
+# - `--mode full --filter 'icmp and host 10.9.0.1'` (issue 20) during ping,
+#   UDP and TCP from a to b and noise in b: function events of the matching
+#   packets only;
 # - an echo request DNATed in b (10.9.7.7 -> 10.9.0.2), recorded with
 #   `--dst-ip 10.9.7.7`: past the NAT only skb tracking still reports it.
-# Leaves /out/multi-<backend>, /out/kpm-all or /out/kpm-refused.txt, and
-# /out/nat for tests/e2e/vm_multi.rs.
+# Leaves /out/multi-<backend>, /out/kpm-all or /out/kpm-refused.txt,
+# /out/pcap-full and /out/nat for tests/e2e/vm_multi.rs.
 set -euo pipefail
 
 record_multi() { # BACKEND
@@ -48,6 +51,17 @@ else
   fi
   cat /out/kpm-refused.txt
 fi
+
+nft-recorder record -o /out/pcap-full --netns b --no-nftrace --mode full \
+  --filter 'icmp and host 10.9.0.1' --duration 5 &
+rec=$!
+while [ ! -e /out/pcap-full/recording.json ]; do kill -0 $rec; sleep 0.2; done
+ip netns exec b ping -q -c 2 -i 0.2 127.0.0.1 > /dev/null    # noise
+ip netns exec a ping -q -c 3 -i 0.2 10.9.0.2
+for i in 1 2 3; do ip netns exec a bash -c 'echo x > /dev/udp/10.9.0.2/53'; done
+ip netns exec a nc -z -w 1 10.9.0.2 22 || true
+wait $rec
+echo "multi: --filter done"
 
 ip netns exec b nft -f - <<'NFT'
 table ip nat {

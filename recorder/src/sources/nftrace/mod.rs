@@ -9,6 +9,7 @@
 
 pub mod guard;
 pub mod message;
+pub mod pcap_match;
 pub mod recording;
 pub mod socket;
 pub mod table;
@@ -26,6 +27,7 @@ use crate::kernel::clock::monotonic_ns;
 use crate::kernel::netns::enter_netns;
 use crate::writer::nftrace_batch::{nftrace_batch, NftraceRow};
 use crate::writer::segments::{write_file_atomically, SegmentError, SegmentWriter};
+use pcap_match::TraceFilter;
 use socket::NftraceSocket;
 
 pub struct NftraceSource;
@@ -160,21 +162,14 @@ pub fn spawn(
                 removed_leftover,
                 ..Default::default()
             };
-            // libpcap's matcher for the headers a message carries; an
-            // expression with no network-layer program keeps no message
-            // (as the probes keep no packet seen at that layer).
-            let matcher = marking
-                .expression
-                .as_deref()
-                .map(crate::pcap::network_matcher);
+            let mut filter = marking.expression.as_deref().map(TraceFilter::new);
             let receiving = Receiving {
                 target: &target,
                 writer: &writer,
-                matcher: matcher.as_ref(),
                 flush_interval,
                 stop: &stop,
             };
-            let result = receive(&sock, &receiving, &mut stats);
+            let result = receive(&sock, &receiving, filter.as_mut(), &mut stats);
             // Always remove the table, even after an error.
             let removed = table::remove();
             let snapped = snapshot(&dir, &target.label, When::Stop);
@@ -190,27 +185,14 @@ pub fn spawn(
 struct Receiving<'a> {
     target: &'a NftraceTarget,
     writer: &'a NftraceWriter,
-    /// `--filter`: `Some(None)` when the expression has no network-layer
-    /// program (nothing matches).
-    matcher: Option<&'a Option<crate::pcap::Program>>,
     flush_interval: Duration,
     stop: &'a AtomicBool,
-}
-
-impl Receiving<'_> {
-    /// Whether `--filter` keeps a message with these header bytes.
-    fn keeps(&self, packet: &[u8]) -> bool {
-        match self.matcher {
-            None => true,
-            Some(None) => false,
-            Some(Some(program)) => program.matches(packet),
-        }
-    }
 }
 
 fn receive(
     sock: &NftraceSocket,
     r: &Receiving<'_>,
+    mut filter: Option<&mut TraceFilter>,
     stats: &mut NftraceStats,
 ) -> Result<(), NftraceError> {
     let (target, writer, flush_interval, stop) = (r.target, r.writer, r.flush_interval, r.stop);
@@ -250,7 +232,7 @@ fn receive(
             if event.table == table::TABLE {
                 continue; // our own marking chains
             }
-            if !r.keeps(&event.packet) {
+            if filter.as_mut().is_some_and(|f| !f.keeps(&event)) {
                 stats.filtered += 1;
                 continue;
             }
