@@ -6,7 +6,9 @@
 # fixed rates, then a 60 s ping flood), with bpftrace beside it on the same
 # tracepoint and traffic. About 5 minutes.
 # Usage: scripts/bench-load.sh   (as root, after scripts/setup.sh)
-# NFT_LOAD_ROUNDS (3), NFT_LOAD_SECONDS (5), NFT_FLOOD_SECONDS (60) size it.
+# NFT_LOAD_ROUNDS (3), NFT_LOAD_SECONDS (5), NFT_FLOOD_SECONDS (60) size it;
+# NFT_LOAD_PARTS (1234) picks parts: 1 per-hit (with and without --filter),
+# 2 peers, 3 iperf3, 4 losses.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The peer it compares with (Debian's bpftrace 0.17); only this benchmark

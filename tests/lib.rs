@@ -61,6 +61,16 @@ impl Netns {
         run("ip", &full)
     }
 
+    /// An `inet fw` table with an input chain whose one rule counts, so
+    /// nftrace has a user chain to report.
+    pub fn add_counting_input_chain(&self) {
+        self.exec(
+            "nft",
+            &["add table inet fw; add chain inet fw input { type filter hook input priority 0; policy accept; }; add rule inet fw input counter"],
+        )
+        .expect("nft");
+    }
+
     /// Reads a sysfs file of interface `dev` in this namespace.
     pub fn sysfs_u64(&self, dev: &str, file: &str) -> Result<u64> {
         let out = self.exec("cat", &[&format!("/sys/class/net/{dev}/{file}")])?;

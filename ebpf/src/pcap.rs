@@ -33,45 +33,44 @@ const HEADER_UNSET: u16 = 0xffff;
 /// header is read by the link-layer program.
 const ETH_HLEN: u16 = 14;
 
-/// The link-layer placeholder: `buf` holds the packet from its MAC header,
-/// `caplen` bytes of it valid, `wirelen` its length from there. Returns
-/// non-zero on a match (the filter's `ret`). The calling convention is the
-/// eBPF one (r1-r3 in, r0 out; the filter touches r0-r5 and its own stack
-/// only): the asm names every register it may change.
-#[inline(never)]
-pub fn nft_pcap_l2(buf: *const u8, caplen: u64, wirelen: u64) -> u64 {
-    let ret: u64;
-    // SAFETY: the placeholder reads nothing; the recorder replaces it with
-    // a filter the verifier checks like any other code.
-    unsafe {
-        core::arch::asm!(
-            ".rept {n}", "r0 = 1", ".endr",
-            n = const PCAP_FILTER_INSNS,
-            in("r1") buf, in("r2") caplen, in("r3") wirelen,
-            lateout("r0") ret, out("r4") _, out("r5") _,
-            options(nostack),
-        );
-    }
-    ret
+/// A placeholder of `PCAP_FILTER_INSNS` instructions: `buf` holds the
+/// packet from the layer's first header, `caplen` bytes of it valid,
+/// `wirelen` its length from there; non-zero is a match (the filter's
+/// `ret`). The calling convention is the eBPF one (r1-r3 in, r0 out; the
+/// filter touches r0-r5 and its own stack only): the asm names every
+/// register it may change. The fillers differ so the two are never merged.
+macro_rules! placeholder {
+    ($(#[$doc:meta])* $name:ident, $filler:literal) => {
+        $(#[$doc])*
+        #[inline(never)]
+        pub fn $name(buf: *const u8, caplen: u64, wirelen: u64) -> u64 {
+            let ret: u64;
+            // SAFETY: the placeholder reads nothing; the recorder replaces
+            // it with a filter the verifier checks like any other code.
+            unsafe {
+                core::arch::asm!(
+                    ".rept {n}", $filler, ".endr",
+                    n = const PCAP_FILTER_INSNS,
+                    in("r1") buf, in("r2") caplen, in("r3") wirelen,
+                    lateout("r0") ret, out("r4") _, out("r5") _,
+                    options(nostack),
+                );
+            }
+            ret
+        }
+    };
 }
 
-/// The network-layer placeholder: as [`nft_pcap_l2`], from the network
-/// header. (Its filler differs so the two are never merged.)
-#[inline(never)]
-pub fn nft_pcap_l3(buf: *const u8, caplen: u64, wirelen: u64) -> u64 {
-    let ret: u64;
-    // SAFETY: as above.
-    unsafe {
-        core::arch::asm!(
-            ".rept {n}", "r0 = 2", ".endr",
-            n = const PCAP_FILTER_INSNS,
-            in("r1") buf, in("r2") caplen, in("r3") wirelen,
-            lateout("r0") ret, out("r4") _, out("r5") _,
-            options(nostack),
-        );
-    }
-    ret
-}
+placeholder!(
+    /// From the MAC header (`names::FUNC_PCAP_L2`).
+    nft_pcap_l2,
+    "r0 = 1"
+);
+placeholder!(
+    /// From the network header (`names::FUNC_PCAP_L3`).
+    nft_pcap_l3,
+    "r0 = 2"
+);
 
 #[inline(always)]
 fn layers() -> u32 {

@@ -6,18 +6,19 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use nft_schema::raw::SkbEvent;
+use nft_schema::raw::{NftPart, SkbEvent};
 use nft_schema::tables::values;
 
-use crate::record::pipeline::LiveSink;
+use crate::record::pipeline::{LiveEvent, LiveSink};
 use crate::stop::StopSignal;
-use crate::writer::batch::addr_text;
+use crate::writer::batch::{addr_text, nft_event_name, nft_verdict_name};
+use crate::writer::nft_names::hook_name;
 
 /// The `--live` sink: one line per event on stdout.
 pub fn stdout_sink(stop: Arc<StopSignal>) -> LiveSink {
     let mut out = std::io::LineWriter::new(std::io::stdout());
-    Box::new(move |e, probe| {
-        if writeln!(out, "{}", line(e, probe)).is_ok() {
+    Box::new(move |e: &LiveEvent<'_>| {
+        if writeln!(out, "{}", line(e.event, e.nft, e.probe)).is_ok() {
             return true;
         }
         stop.request(values::END_STDOUT_CLOSED);
@@ -35,8 +36,8 @@ fn proto_name(p: u8) -> String {
     }
 }
 
-/// `ts cpu probe skb len ifindex tuple [reason]`
-pub fn line(e: &SkbEvent, probe: &str) -> String {
+/// `ts cpu probe skb len ifindex tuple [reason] [nft: event verdict …]`
+pub fn line(e: &SkbEvent, nft: Option<&NftPart>, probe: &str) -> String {
     let tuple = if e.ip_version == 0 {
         format!("proto={:#06x}", e.protocol)
     } else if matches!(e.l4_proto, 6 | 17) {
@@ -62,6 +63,16 @@ pub fn line(e: &SkbEvent, probe: &str) -> String {
     );
     if e.drop_reason != 0 {
         out.push_str(&format!(" drop_reason={}", e.drop_reason));
+    }
+    if let Some(p) = nft {
+        out.push_str(&format!(
+            " nft {} {} hook={} rule={} verdict={}",
+            nft_event_name(p),
+            crate::sources::nftrace::message::family_name(p.family),
+            hook_name(p.family, p.hook),
+            p.rule_handle,
+            nft_verdict_name(p).unwrap_or_default()
+        ));
     }
     out
 }

@@ -195,8 +195,22 @@ fn per_hit_cost(hosts: &TwoHosts) {
         "{:<40} {:>8} {:>8} {:>6} {:>8} {:>6} {:>6} {:>6}",
         "recording", "runs", "recorder", "empty", "prepare", "ktime", "read", "ratio"
     );
-    let configs: [(&str, &[&str]); 4] = [
+    let configs: [(&str, &[&str]); 7] = [
         ("all namespaces", &[]),
+        // --filter (a pcap-filter expression run in the probe) against the
+        // same selection by flags, on iperf3's own port.
+        (
+            "--proto tcp --port 5201",
+            &["--proto", "tcp", "--port", "5201"],
+        ),
+        (
+            "--filter 'tcp port 5201' (matches)",
+            &["--filter", "tcp port 5201"],
+        ),
+        (
+            "--filter 'udp port 53' (no packet matches)",
+            &["--filter", "udp port 53"],
+        ),
         ("--netns B (follows matched skbs)", &["--netns", ns]),
         (
             "--netns B --track-skbs 0",
@@ -485,18 +499,27 @@ fn env_or(name: &str, default: u32) -> u32 {
 /// `scripts/bench-load.sh` (or `cargo test -p nft-tests -- --ignored
 /// load_bench --nocapture`); `NFT_LOAD_ROUNDS` (default 3) and
 /// `NFT_LOAD_SECONDS` (default 5) and `NFT_FLOOD_SECONDS` (default 60) size
-/// parts 2 and 3.
+/// parts 3 and 4; `NFT_LOAD_PARTS` (default `1234`) picks the parts.
 #[test]
 #[ignore]
 fn bench() {
     let _kernel = kernel_lock();
     let hosts = TwoHosts::new(233).unwrap();
-    per_hit_cost(&hosts);
-    peers_per_hit(&hosts);
-    packet_overhead(&hosts, env_or("NFT_LOAD_ROUNDS", 3) as usize);
-    loss_by_rate(
-        &hosts,
-        env_or("NFT_LOAD_SECONDS", 5),
-        env_or("NFT_FLOOD_SECONDS", 60),
-    );
+    let parts = std::env::var("NFT_LOAD_PARTS").unwrap_or_else(|_| "1234".into());
+    if parts.contains('1') {
+        per_hit_cost(&hosts);
+    }
+    if parts.contains('2') {
+        peers_per_hit(&hosts);
+    }
+    if parts.contains('3') {
+        packet_overhead(&hosts, env_or("NFT_LOAD_ROUNDS", 3) as usize);
+    }
+    if parts.contains('4') {
+        loss_by_rate(
+            &hosts,
+            env_or("NFT_LOAD_SECONDS", 5),
+            env_or("NFT_FLOOD_SECONDS", 60),
+        );
+    }
 }

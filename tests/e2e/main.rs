@@ -18,5 +18,6 @@ mod record_tracepoints;
 mod serve_api;
 mod tp_btf_receive;
 mod vm;
+mod vm_api;
 mod vm_forward;
 mod vm_multi;

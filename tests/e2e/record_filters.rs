@@ -22,13 +22,7 @@ fn ipv6_host_proto_and_port_filters() {
         .unwrap();
     }
     // A user chain in b, so nftrace has something to report.
-    hosts
-        .b
-        .exec(
-            "nft",
-            &["add table inet fw; add chain inet fw input { type filter hook input priority 0; policy accept; }; add rule inet fw input counter"],
-        )
-        .unwrap();
+    hosts.b.add_counting_input_chain();
     // Neighbour discovery first, so it is not part of what we count.
     hosts
         .a

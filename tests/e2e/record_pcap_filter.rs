@@ -274,13 +274,7 @@ fn recorded_packets_are_the_ones_tcpdump_matches() {
 fn nftrace_messages_are_matched_by_libpcap() {
     let _kernel = kernel_lock();
     let hosts = TwoHosts::new(210).unwrap();
-    hosts
-        .b
-        .exec(
-            "nft",
-            &["add table inet fw; add chain inet fw input { type filter hook input priority 0; policy accept; }; add rule inet fw input counter"],
-        )
-        .unwrap();
+    hosts.b.add_counting_input_chain();
     hosts
         .a
         .exec("ping", &["-q", "-c", "1", &hosts.b_ip])

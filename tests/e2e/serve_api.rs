@@ -382,9 +382,9 @@ fn bad_requests_and_limits() {
         ),
         (r#"{"session_id": "bad id!"}"#.into(), 400, "session id"),
         (
-            r#"{"session_id": "x", "pcap_filter": "tcp port 80"}"#.into(),
+            r#"{"session_id": "x", "pcap_filter": "tcp prt 80"}"#.into(),
             400,
-            "pcap_filter",
+            "libpcap: can't parse filter expression",
         ),
         (
             format!(
@@ -411,7 +411,9 @@ fn bad_requests_and_limits() {
     assert_eq!(code, 404);
 
     // One session is the limit; the id is taken while it runs and after.
-    let body = format!(r#"{{"session_id": "one", "netns": ["{ns}"], "backend": "tracepoint"}}"#);
+    let body = format!(
+        r#"{{"session_id": "one", "netns": ["{ns}"], "backend": "tracepoint", "pcap_filter": "icmp or tcp port 80"}}"#
+    );
     let (code, v) = server.call("POST", "/api/sessions", Some(&body));
     assert_eq!(code, 200, "{v}");
     let (code, v) = server.call("POST", "/api/sessions", Some(&body));
@@ -455,6 +457,7 @@ fn bad_requests_and_limits() {
     assert!(status.success());
     let m: Value = serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
     assert_eq!(m["end"], "stopped");
+    assert_eq!(m["filter_program"]["expression"], "icmp or tcp port 80");
     assert!(!tables_in(&hosts).contains("nft_tracer"));
     let _ = std::fs::remove_dir_all(&data);
 

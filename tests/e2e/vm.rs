@@ -85,6 +85,17 @@ fn suite(kernel: &str, kprobe_multi: bool) {
         serde_json::from_slice(&std::fs::read(rec.join("recording.json")).unwrap()).unwrap();
     assert_eq!(m["ended_cleanly"], true, "{m}");
     assert_eq!(m["lost_events"], 0);
+    // Chosen by `--filter 'host 10.9.0.1'`: every source ran it, and the
+    // nft hook attached with it (the checks below hold its verdicts).
+    assert_eq!(m["filter_program"]["expression"], "host 10.9.0.1", "{m}");
+    let nft_hooks = m["attach_plan"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["probe"].as_str().unwrap_or_default().starts_with("nft:"))
+        .filter(|a| a["attached"] == true)
+        .count();
+    assert!(nft_hooks >= 2, "{kernel}: nft hooks with --filter: {m}");
     let echo = duckdb_i64(
         &rec,
         "SELECT count(*) FROM read_parquet('{dir}/events-*.parquet') \
@@ -169,6 +180,7 @@ fn suite(kernel: &str, kprobe_multi: bool) {
     .unwrap();
     assert_eq!(verdicts, dropped, "{kernel}: nftrace drops vs counter");
     functions(kernel, &out);
+    crate::vm_api::check(kernel, &out, kprobe_multi);
     crate::vm_forward::check(kernel, &out);
     let backends: &[&str] = if kprobe_multi {
         &["auto", "kprobe", "fentry"]

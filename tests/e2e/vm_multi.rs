@@ -15,12 +15,12 @@ fn manifest(rec: &Path) -> Value {
 }
 
 /// `nft-analyzer traces` of a recording, as JSON values.
-fn traces(rec: &Path) -> Vec<Value> {
+pub fn traces(rec: &Path) -> Vec<Value> {
     analyzer_ndjson(&["traces", rec.to_str().unwrap(), "--format", "ndjson"])
 }
 
 /// The functions of a trace, in order.
-fn path(t: &Value) -> Vec<String> {
+pub fn path(t: &Value) -> Vec<String> {
     serde_json::from_value(t["functions_path"].clone()).unwrap()
 }
 

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use nft_schema::raw::SkbEvent;
+use nft_schema::raw::{NftPart, SkbEvent};
 
 use super::session::Counters;
 use crate::drain::{DrainError, Drained, EventReader};
@@ -59,10 +59,18 @@ pub struct WriterResult {
     pub dropped_after_limit: u64,
 }
 
+/// One event as the live sinks see it.
+pub struct LiveEvent<'a> {
+    pub event: &'a SkbEvent,
+    /// The nft hook's part (chain, rule, verdict) of its events.
+    pub nft: Option<&'a NftPart>,
+    pub probe: &'a str,
+}
+
 /// Live events (`--live`, the API's WebSocket), called on the drain thread
-/// for each event with its probe's name. Returns false to be dropped (its
-/// reader went away); the recording goes on.
-pub type LiveSink = Box<dyn FnMut(&SkbEvent, &str) -> bool + Send>;
+/// for each event. Returns false to be dropped (its reader went away); the
+/// recording goes on.
+pub type LiveSink = Box<dyn FnMut(&LiveEvent<'_>) -> bool + Send>;
 
 /// A live sink and the probe names it shows.
 pub struct Live {
@@ -96,11 +104,7 @@ pub fn spawn_drain(
                 }
                 let n = reader.drain_into(&mut chunk)?;
                 if let Some(l) = live.as_mut() {
-                    let keep = chunk.events[chunk.len() - n..].iter().all(|e| {
-                        let probe = l.probes.get(&e.probe_id).map_or("?", String::as_str);
-                        (l.sink)(e, probe)
-                    });
-                    if !keep {
+                    if !publish(l, &chunk, chunk.len() - n) {
                         live = None;
                     }
                 }
@@ -125,6 +129,22 @@ pub fn spawn_drain(
             Ok(total)
         })
         .expect("spawn drain thread")
+}
+
+/// Hands the events of `chunk` from `first` on to the live sink, each with
+/// its nft part; false when the sink wants no more.
+fn publish(l: &mut Live, chunk: &Drained, first: usize) -> bool {
+    let mut parts = chunk
+        .nft
+        .iter()
+        .filter(|(at, _)| *at as usize >= first)
+        .peekable();
+    chunk.events[first..].iter().enumerate().all(|(k, event)| {
+        let at = (first + k) as u32;
+        let nft = parts.next_if(|(i, _)| *i == at).map(|(_, p)| p);
+        let probe = l.probes.get(&event.probe_id).map_or("?", String::as_str);
+        (l.sink)(&LiveEvent { event, nft, probe })
+    })
 }
 
 fn wait_readable(fd: RawFd, timeout: Duration) {

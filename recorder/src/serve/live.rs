@@ -8,11 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket};
-use nft_schema::raw::SkbEvent;
 use tokio::sync::broadcast;
 
-use crate::record::pipeline::LiveSink;
-use crate::writer::batch::addr_text;
+use crate::record::pipeline::{LiveEvent, LiveSink};
+use crate::sources::nftrace::message::family_name;
+use crate::writer::batch::{addr_text, nft_event_name, nft_verdict_name};
+use crate::writer::nft_names::hook_name;
 
 /// Events held for the slowest client before it starts missing some.
 pub const CHANNEL_EVENTS: usize = 8192;
@@ -31,7 +32,8 @@ pub fn channel() -> (LiveTx, broadcast::WeakSender<Arc<str>>) {
 }
 
 /// One event as the live clients get it.
-pub fn event_json(e: &SkbEvent, probe: &str) -> String {
+pub fn event_json(live: &LiveEvent<'_>) -> String {
+    let (e, probe) = (live.event, live.probe);
     let mut v = serde_json::json!({
         "type": "event",
         "ts_ns": e.ts_ns,
@@ -56,14 +58,30 @@ pub fn event_json(e: &SkbEvent, probe: &str) -> String {
         v["drop_reason"] = e.drop_reason.into();
         v["location"] = format!("{:#x}", e.location).into();
     }
+    if let Some(p) = live.nft {
+        // Handles as the kernel has them; the recording's ruleset snapshots
+        // name them (the analyzer joins them).
+        v["nft_event"] = nft_event_name(p).into();
+        v["nft_family"] = family_name(p.family).into();
+        v["nft_hook"] = hook_name(p.family, p.hook).into();
+        v["nft_table_handle"] = p.table_handle.into();
+        v["nft_chain_handle"] = p.chain_handle.into();
+        v["nft_rule_handle"] = p.rule_handle.into();
+        if let Some(verdict) = nft_verdict_name(p) {
+            v["nft_verdict"] = verdict.into();
+        }
+        if p.trace_id != 0 {
+            v["nft_trace_id"] = p.trace_id.into();
+        }
+    }
     v.to_string()
 }
 
 /// The session's live sink: publishes while anyone listens.
 pub fn sink(tx: LiveTx) -> LiveSink {
-    Box::new(move |e, probe| {
+    Box::new(move |e: &LiveEvent<'_>| {
         if tx.receiver_count() > 0 {
-            let _ = tx.send(event_json(e, probe).into());
+            let _ = tx.send(event_json(e).into());
         }
         true
     })
@@ -96,4 +114,61 @@ pub async fn stream(mut socket: WebSocket, mut rx: broadcast::Receiver<Arc<str>>
         }
     }
     let _ = socket.send(Message::Close(None)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nft_schema::raw::{nft_event, NftPart, SkbEvent};
+
+    #[test]
+    fn nft_hook_events_carry_their_verdict() {
+        let event = SkbEvent {
+            ip_version: 4,
+            l4_proto: 6,
+            dport: 9,
+            ..SkbEvent::default()
+        };
+        let drop = NftPart {
+            table_handle: 1,
+            chain_handle: 2,
+            rule_handle: 5,
+            verdict: 0,
+            trace_id: 77,
+            trace_type: 3,
+            family: 1,
+            hook: 1,
+            ..NftPart::default()
+        };
+        let v: serde_json::Value = serde_json::from_str(&event_json(&LiveEvent {
+            event: &event,
+            nft: Some(&drop),
+            probe: "nft:__nft_trace_packet",
+        }))
+        .unwrap();
+        assert_eq!(v["nft_event"], "rule_eval");
+        assert_eq!(v["nft_verdict"], "drop");
+        assert_eq!(v["nft_rule_handle"], 5);
+        assert_eq!(v["nft_hook"], "input");
+        assert_eq!(v["nft_trace_id"], 77);
+        assert_eq!(v["dport"], 9);
+        let entry = NftPart {
+            trace_type: nft_event::CHAIN_ENTRY,
+            ..drop
+        };
+        let v: serde_json::Value = serde_json::from_str(&event_json(&LiveEvent {
+            event: &event,
+            nft: Some(&entry),
+            probe: "nft:nft_do_chain",
+        }))
+        .unwrap();
+        assert_eq!(v["nft_event"], "chain_entry");
+        assert!(v.get("nft_verdict").is_none(), "{v}");
+        let plain = event_json(&LiveEvent {
+            event: &event,
+            nft: None,
+            probe: "net:netif_receive_skb",
+        });
+        assert!(!plain.contains("nft_"), "{plain}");
+    }
 }

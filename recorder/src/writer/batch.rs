@@ -230,13 +230,24 @@ pub fn events_batch(
 /// rule); one about a chain's end marker (no handle) is `return`: the chain
 /// ran out of rules (6.1 sends a RETURN message, 6.12 a rule message; a
 /// base chain's policy follows).
-fn nft_event_name(p: &NftPart) -> &'static str {
+pub fn nft_event_name(p: &NftPart) -> &'static str {
     match p.trace_type {
         nft_event::POLICY => "policy",
         nft_event::CHAIN_ENTRY => "chain_entry",
         nft_event::CHAIN_EXIT => "chain_exit",
         _ if p.rule_handle == 0 => "return",
         _ => "rule_eval",
+    }
+}
+
+/// The verdict of an nft hook event (none on a chain entry): a chain
+/// exit's is what `nft_do_chain` returned; the others' as `nft` prints
+/// them.
+pub fn nft_verdict_name(p: &NftPart) -> Option<String> {
+    match p.trace_type {
+        nft_event::CHAIN_ENTRY => None,
+        nft_event::CHAIN_EXIT => Some(exit_verdict_name(p.verdict)),
+        _ => Some(verdict_name(p.verdict)),
     }
 }
 

@@ -1,7 +1,8 @@
 #!/bin/bash
 # The suite one guest boot runs (tests/e2e/vm.rs reads what it leaves in
 # /out): the capability check, the recorder's tracepoint + nftrace scenario
-# in two network namespaces, the nft hooks' forwarding scenario
+# in two network namespaces, live events and the session API (api.sh), the
+# nft hooks' forwarding scenario
 # (forward.sh), function tracing with tracking, and at scale and through
 # NAT (multi.sh). Exits non-zero on the first failure.
 set -euo pipefail
@@ -36,6 +37,7 @@ sleep 0.3; kill $monitor || true
 ip netns exec b nft -j list table inet fw > /out/counters.json
 echo "suite: done"
 
+bash /work/guest/api.sh
 bash /work/guest/forward.sh
 
 # Function tracing (issue 5). The marker table sets mark 7 on ICMP in b's
