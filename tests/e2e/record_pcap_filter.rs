@@ -48,9 +48,7 @@ fn traffic(hosts: &TwoHosts, b6: &str) {
     let b = &hosts.b_ip;
     a(&format!("ping -q -c 3 -i 0.2 {b}"));
     a(&format!("ping -q -c 2 -i 0.2 -s 900 {b}"));
-    a(&format!(
-        "ping -q -c 2 -i 0.2 -I 192.168.209.1 192.168.209.2"
-    ));
+    a("ping -q -c 2 -i 0.2 -I 192.168.209.1 192.168.209.2");
     a(&format!("ping -6 -q -c 2 -i 0.2 {b6}"));
     for port in [80, 443, 445, 22, 8080] {
         a(&format!("timeout 1 bash -c 'echo > /dev/tcp/{b}/{port}'"));
