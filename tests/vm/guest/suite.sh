@@ -25,9 +25,11 @@ table inet fw {
 NFT
 
 # `nft monitor trace` in b: the oracle for the nft hook's verdicts (issue 6).
+# The packets are chosen by a pcap-filter expression (issue 20), so every
+# source (tracepoints, functions, nft hooks, nftrace) runs it here.
 ip netns exec b nft -a monitor trace > /out/monitor.txt &
 monitor=$!
-nft-recorder record -o /out/rec --netns b --host 10.9.0.1 --duration 8 &
+nft-recorder record -o /out/rec --netns b --filter 'host 10.9.0.1' --duration 8 &
 rec=$!
 while [ ! -e /out/rec/recording.json ]; do sleep 0.2; done
 ip netns exec a ping -q -c 3 -i 0.2 10.9.0.2
