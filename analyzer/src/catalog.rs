@@ -206,7 +206,7 @@ fn parquet_files(
 ) -> Result<Arc<dyn TableProvider>, DataFusionError> {
     let urls = files
         .iter()
-        .map(|f| ListingTableUrl::parse(f.to_string_lossy()))
+        .map(|f| literal_url(f))
         .collect::<Result<Vec<_>, _>>()?;
     let options =
         ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
@@ -214,6 +214,17 @@ fn parquet_files(
         .with_listing_options(options)
         .with_schema(schema.clone());
     Ok(Arc::new(ListingTable::try_new(config)?))
+}
+
+/// A file as a URL DataFusion takes literally. `ListingTableUrl::parse`
+/// reads `*`, `?` and `[` in a path as a glob, so a recording named
+/// `rec[1]` would read `rec1`'s files instead of its own.
+fn literal_url(path: &std::path::Path) -> Result<ListingTableUrl, DataFusionError> {
+    let abs = std::path::absolute(path).map_err(|e| DataFusionError::External(Box::new(e)))?;
+    let url = url::Url::from_file_path(&abs).map_err(|()| {
+        DataFusionError::Plan(format!("{}: not a usable file path", abs.display()))
+    })?;
+    ListingTableUrl::try_new(url, None)
 }
 
 /// `CREATE VIEW table AS SELECT '<rec>' AS recording, * FROM part UNION ALL

@@ -30,10 +30,28 @@ fn main() -> ExitCode {
         // A reader that went away (`| head`) is not an error.
         Err(e) if broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("nft-analyzer: error: {e:#}");
+            eprintln!("nft-analyzer: error: {}", said_once(&e));
             ExitCode::from(1)
         }
     }
+}
+
+/// The error and its causes on one line, each said once: many errors
+/// (ours and DataFusion's) repeat their cause in their own message, and
+/// printing the whole chain said DataFusion's message up to four times.
+fn said_once(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(text.trim()) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 fn broken_pipe(e: &anyhow::Error) -> bool {

@@ -39,7 +39,10 @@ fn bad_input_is_a_clear_error_with_exit_code_1() {
             "no query named \"nope\"",
         ),
         (vec!["sql", rec, "SELEC 1"], "planning the SQL"),
-        (vec!["sql", rec, "SELECT nope FROM events"], "nope"),
+        (
+            vec!["sql", rec, "SELECT nope FROM events"],
+            "No field named nope",
+        ),
         (vec!["traces", rec, "--timeout", "soon"], "invalid value"),
         (
             vec!["traces", rec, "--memory-limit", "12 parsecs"],
@@ -50,6 +53,8 @@ fn bad_input_is_a_clear_error_with_exit_code_1() {
         let e = stderr(&o);
         assert!(!e.contains("panicked"), "{args:?}: {e}");
         assert!(e.contains(wanted), "{args:?}: {e}");
+        // Said once, though DataFusion's errors repeat their causes.
+        assert_eq!(e.matches(wanted).count(), 1, "{args:?}: {e}");
         let code = o.status.code().unwrap();
         assert!(code == 1 || code == 2, "{args:?}: exit {code}");
     }

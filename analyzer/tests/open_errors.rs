@@ -190,3 +190,35 @@ fn the_parts_of_an_open_segment_are_read_once() {
     );
     assert!(summary.partial);
 }
+
+/// Paths are taken literally: a recording named `a[1]` reads its own files,
+/// not those of `a1` beside it (a glob would match `a1`).
+#[test]
+fn glob_characters_in_a_recording_path_are_literal() {
+    let mut other = Fixture::new("a1");
+    other.events(&[
+        tcp(START_NS, 1, "net:netif_receive_skb", 1),
+        tcp(START_NS + 1, 2, "net:netif_receive_skb", 1),
+        tcp(START_NS + 2, 3, "net:netif_receive_skb", 1),
+    ]);
+    let other_dir = other.finish();
+    let mut own = Fixture::new("own");
+    own.events(&[tcp(START_NS, 9, "net:netif_receive_skb", 1)]);
+    let own_dir = own.finish();
+    for name in ["a[1]", "a?", "a*"] {
+        let dir = other_dir.parent().unwrap().join(name);
+        std::fs::create_dir(&dir).unwrap();
+        for entry in std::fs::read_dir(&own_dir).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+        }
+        let batches = sql(&[&dir], "SELECT count(*) AS n FROM events");
+        let n = batches[0]
+            .column(0)
+            .as_any()
+            .downcast_ref::<arrow::array::Int64Array>()
+            .unwrap()
+            .value(0);
+        assert_eq!(n, 1, "{name}: read another recording's events");
+    }
+}

@@ -8,6 +8,7 @@
 //! to) for both; [`assemble`] shapes traces and [`sinks`] writes them.
 
 pub mod assemble;
+mod decode;
 pub mod lookups;
 pub mod model;
 pub mod sinks;
@@ -45,6 +46,9 @@ pub enum TracesError {
         path: std::path::PathBuf,
         source: parquet::errors::ParquetError,
     },
+    /// The events could not all be decoded: the result would be partial.
+    #[error("decoding the events: {0}; the result would be incomplete")]
+    Decode(String),
 }
 
 /// What builds traces from events.

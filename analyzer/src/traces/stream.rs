@@ -18,23 +18,15 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
-use std::fs::File;
-use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
-use nft_schema::tables::events_schema;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::ProjectionMask;
-
-use super::assemble::{finish, Numbering, Open, Rows, CONSUME_SKB, KFREE_SKB, ROW_COLUMNS};
+use super::assemble::{finish, Numbering, Open, Rows, CONSUME_SKB, KFREE_SKB};
 use super::lookups::Lookups;
 use super::model::Trace;
 use super::TracesError;
-use crate::catalog::{conform, Catalog};
+use crate::catalog::Catalog;
 use crate::queries::Params;
 use crate::recording::Recording;
-use crate::result_columns::Interner;
 
 /// Release functions that end a trace, as `queries/trace_events.sql` lists
 /// them (a test holds the two lists equal).
@@ -59,9 +51,6 @@ pub const FREE_FUNCTIONS: [&str; 15] = [
 /// Finished traces that may wait behind an open one before they are
 /// written out of order (about 300 MiB of traces of 60 events).
 pub const MAX_WAITING: usize = 200_000;
-
-/// Rows per decoded batch.
-const BATCH_ROWS: usize = 64 * 1024;
 
 /// What the pass saw that the SQL engine would have handled differently.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -322,98 +311,6 @@ impl<'a> Pass<'a> {
     }
 }
 
-/// The events schema cut down to [`ROW_COLUMNS`]: the other columns are
-/// not decoded at all.
-fn row_schema() -> Result<arrow::datatypes::SchemaRef, TracesError> {
-    let schema = events_schema();
-    let indices = ROW_COLUMNS
-        .iter()
-        .map(|name| schema.index_of(name))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(TracesError::Arrow)?;
-    Ok(Arc::new(
-        schema.project(&indices).map_err(TracesError::Arrow)?,
-    ))
-}
-
-/// A recording's events (the columns traces need), decoded on another
-/// thread, in file order.
-fn decode(rec: &Recording) -> Receiver<Result<Rows, TracesError>> {
-    let (tx, rx) = sync_channel(4);
-    let segments = rec.event_segments.clone();
-    let open = rec.open_events.clone();
-    let spawned = std::thread::Builder::new()
-        .name("events-decode".into())
-        .spawn(move || {
-            let schema = match row_schema() {
-                Ok(s) => s,
-                Err(e) => {
-                    let _ = tx.send(Err(e));
-                    return;
-                }
-            };
-            let mut interner = Interner::default();
-            let mut send = |batch: Result<RecordBatch, TracesError>| {
-                let rows = batch.and_then(|b| {
-                    let b = conform(&b, &schema).map_err(|source| TracesError::Query {
-                        query: "events",
-                        source,
-                    })?;
-                    Ok(Rows::new(&b, &mut interner)?)
-                });
-                tx.send(rows).is_ok()
-            };
-            for path in &segments {
-                let parquet_err = |source| TracesError::ReadParquet {
-                    path: path.clone(),
-                    source,
-                };
-                let reader = File::open(path)
-                    .map_err(|source| TracesError::Read {
-                        path: path.clone(),
-                        source,
-                    })
-                    .and_then(|f| ParquetRecordBatchReaderBuilder::try_new(f).map_err(parquet_err))
-                    .and_then(|b| {
-                        let mask = ProjectionMask::columns(
-                            b.parquet_schema(),
-                            ROW_COLUMNS.iter().copied(),
-                        );
-                        b.with_projection(mask)
-                            .with_batch_size(BATCH_ROWS)
-                            .build()
-                            .map_err(parquet_err)
-                    });
-                let reader = match reader {
-                    Ok(r) => r,
-                    Err(e) => {
-                        send(Err(e));
-                        return;
-                    }
-                };
-                for batch in reader {
-                    if !send(batch.map_err(TracesError::Arrow)) {
-                        return;
-                    }
-                }
-            }
-            for batch in open {
-                if !send(Ok(batch)) {
-                    return;
-                }
-            }
-        });
-    if let Err(e) = spawned {
-        let (tx, rx) = sync_channel(1);
-        let _ = tx.send(Err(TracesError::Read {
-            path: "(decoding thread)".into(),
-            source: e,
-        }));
-        return rx;
-    }
-    rx
-}
-
 /// Row order for one batch: as written, or sorted by time (stable) when
 /// the ring buffer reordered events within it.
 fn time_order(r: &Rows) -> Vec<u32> {
@@ -445,8 +342,8 @@ pub fn run(
             emit(t);
         };
         let mut pass = Pass::new(lk, params, name.clone());
-        for rows in decode(rec) {
-            let rows = rows?;
+        let events = super::decode::decode(rec);
+        while let Some(rows) = super::decode::next(&events)? {
             progress(rows.ts.len() as u64);
             let order = time_order(&rows);
             pass.push_rows(&rows, &order, &mut numbered);
