@@ -124,7 +124,13 @@ fn ruleset_file(name: &str) -> Option<File<'_>> {
     let form = Form::BOTH.into_iter().find(|f| f.ext() == ext)?;
     let (label, when) = stem.rsplit_once('-')?;
     let when = When::BOTH.into_iter().find(|w| w.name() == when)?;
-    (!label.is_empty()).then_some(File::Ruleset { label, when, form })
+    // Labels are what `tables::ruleset_label` makes: a name from a
+    // manifest with anything else (`/`, `..`) is not a snapshot of this
+    // recording, and must not be opened.
+    let plain = label
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    (!label.is_empty() && plain).then_some(File::Ruleset { label, when, form })
 }
 
 /// Parses a file name of a recording directory.
@@ -163,6 +169,17 @@ pub fn parse(name: &str) -> File<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn snapshot_names_that_climb_out_are_not_snapshots() {
+        for name in [
+            "ruleset-../../etc/passwd-start.json",
+            "ruleset-a/b-stop.nft",
+            "ruleset-..-start.json",
+        ] {
+            assert_eq!(parse(name), File::Other, "{name}");
+        }
+    }
 
     #[test]
     fn every_name_made_here_parses_back() {
