@@ -15,6 +15,7 @@ pub mod queries;
 pub mod recording;
 pub mod result_columns;
 pub mod rulesets;
+pub mod safe_read;
 pub mod shell;
 pub mod stats;
 pub mod synth;

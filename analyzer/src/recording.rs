@@ -3,6 +3,7 @@
 //! (which directory, which file, what is wrong) instead of surfacing as a
 //! query error halfway through.
 
+use crate::safe_read::{is_regular, open_regular, read_small, MAX_MANIFEST_BYTES};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -64,13 +65,14 @@ pub struct Recording {
 impl Recording {
     pub fn open(dir: &Path) -> Result<Self, OpenError> {
         let manifest_path = dir.join(MANIFEST_FILE);
-        if !manifest_path.is_file() {
+        if std::fs::symlink_metadata(&manifest_path).is_err() {
             return Err(OpenError::NotARecording(dir.to_path_buf()));
         }
-        let text = std::fs::read_to_string(&manifest_path).map_err(|source| OpenError::Io {
-            path: manifest_path.clone(),
-            source,
-        })?;
+        let text =
+            read_small(&manifest_path, MAX_MANIFEST_BYTES).map_err(|source| OpenError::Io {
+                path: manifest_path.clone(),
+                source,
+            })?;
         // The version is checked before the full parse, so a newer manifest
         // with fields this version does not know is still named correctly.
         let version = serde_json::from_str::<serde_json::Value>(&text)
@@ -105,7 +107,7 @@ impl Recording {
                 manifest.lost_events
             ));
         }
-        let files = list_dir(dir)?;
+        let files = list_dir(dir, &mut warnings)?;
         let event_segments = closed_segments(
             dir,
             &files,
@@ -130,7 +132,7 @@ impl Recording {
             names::STACKS,
         ] {
             let path = dir.join(files::dimension(dim));
-            if path.exists() {
+            if is_regular(&path) {
                 check_parquet(&path)?;
             }
         }
@@ -157,7 +159,7 @@ impl Recording {
     /// recording has it (a recorder killed early may not have written it).
     pub fn dimension(&self, table: &str) -> Option<PathBuf> {
         let path = self.dir.join(files::dimension(table));
-        path.exists().then_some(path)
+        is_regular(&path).then_some(path)
     }
 
     /// Kernel monotonic ns at which the recording ended: the manifest's stop
@@ -184,7 +186,10 @@ pub fn open_all(dirs: &[PathBuf]) -> Result<Vec<Recording>, OpenError> {
     Ok(out)
 }
 
-fn list_dir(dir: &Path) -> Result<Vec<String>, OpenError> {
+/// The directory's regular files. A symlink, FIFO or directory named like
+/// a recording's file is left out with a warning: it could lead out of the
+/// recording or block a reader forever.
+fn list_dir(dir: &Path, warnings: &mut Vec<String>) -> Result<Vec<String>, OpenError> {
     let io = |source| OpenError::Io {
         path: dir.to_path_buf(),
         source,
@@ -192,7 +197,15 @@ fn list_dir(dir: &Path) -> Result<Vec<String>, OpenError> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io)? {
         let entry = entry.map_err(io)?;
-        files.push(entry.file_name().to_string_lossy().into_owned());
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if entry.file_type().map_err(io)?.is_file() {
+            files.push(name);
+        } else if files::parse(&name) != files::File::Other {
+            warnings.push(format!(
+                "{}: not a regular file (a symlink, FIFO or directory): ignored",
+                dir.join(&name).display()
+            ));
+        }
     }
     files.sort();
     Ok(files)
@@ -266,7 +279,7 @@ fn is_legacy_open_segment(file: &str, table: &str) -> bool {
 /// Reads the footer: a Parquet file that cannot be opened is named here, not
 /// in the middle of a query.
 fn check_parquet(path: &Path) -> Result<(), OpenError> {
-    let file = File::open(path).map_err(|source| OpenError::Io {
+    let file = open_regular(path).map_err(|source| OpenError::Io {
         path: path.to_path_buf(),
         source,
     })?;

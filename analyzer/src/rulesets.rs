@@ -3,6 +3,7 @@
 //! counters) from `nft -j -a list ruleset`, rule text from `nft -s -a list
 //! ruleset` (the line that ends in `# handle N`).
 
+use crate::safe_read::{read_small, MAX_SNAPSHOT_BYTES};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -205,7 +206,7 @@ pub fn tables(rec: &Recording) -> Result<(RecordBatch, RecordBatch), RulesetErro
             path: json_path.display().to_string(),
             reason,
         };
-        let json = match std::fs::read_to_string(&json_path) {
+        let json = match read_small(&json_path, MAX_SNAPSHOT_BYTES) {
             Ok(j) => j,
             // A recorder killed before stopping has no stop snapshot.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && snapshot == "stop" => continue,
@@ -267,7 +268,7 @@ pub fn tables(rec: &Recording) -> Result<(RecordBatch, RecordBatch), RulesetErro
 }
 
 fn read_optional(path: &Path) -> Option<String> {
-    std::fs::read_to_string(path).ok()
+    read_small(path, MAX_SNAPSHOT_BYTES).ok()
 }
 
 #[cfg(test)]

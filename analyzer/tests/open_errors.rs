@@ -222,3 +222,68 @@ fn glob_characters_in_a_recording_path_are_literal() {
         assert_eq!(n, 1, "{name}: read another recording's events");
     }
 }
+
+/// Opens `dir` on another thread: a FIFO read by mistake would block it
+/// forever, so a hang is a failure here, not a stuck test.
+fn open_within(dir: &std::path::Path) -> Result<Vec<String>, String> {
+    let dir = dir.to_path_buf();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let r = rt
+            .block_on(Catalog::open(&[dir], &Settings::default()))
+            .map(|c| c.warnings().map(str::to_owned).collect::<Vec<_>>())
+            .map_err(|e| e.to_string());
+        let _ = tx.send(r);
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(30))
+        .expect("opening the recording hung")
+}
+
+/// Only regular files are read: a manifest that is a symlink or too large
+/// is an error saying so; a FIFO or a symlink named like a segment is
+/// ignored with a warning (never opened, never followed out).
+#[test]
+fn symlinks_fifos_and_huge_files_are_not_read() {
+    let mut f = Fixture::new("links");
+    f.events(&[tcp(START_NS, 1, "net:netif_receive_skb", 1)]);
+    let dir = f.finish();
+    let outside = dir.parent().unwrap().join("outside.parquet");
+    std::fs::copy(dir.join("events-000001.parquet"), &outside).unwrap();
+    std::os::unix::fs::symlink(&outside, dir.join("events-000002.parquet")).unwrap();
+    let fifo = std::ffi::CString::new(dir.join("events-000003.parquet").to_str().unwrap()).unwrap();
+    // SAFETY: a plain mkfifo on a path we own.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    let warnings = open_within(&dir).unwrap();
+    for name in ["events-000002.parquet", "events-000003.parquet"] {
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains(name) && w.contains("not a regular file")),
+            "{name}: {warnings:?}"
+        );
+    }
+    let n = sql(&[&dir], "SELECT count(*) FROM events")[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<arrow::array::Int64Array>()
+        .unwrap()
+        .value(0);
+    assert_eq!(n, 1, "the linked segment was read");
+
+    // The manifest itself: a symlink, then a 20 GB sparse file.
+    let manifest = dir.join("recording.json");
+    let real = dir.parent().unwrap().join("real.json");
+    std::fs::rename(&manifest, &real).unwrap();
+    std::os::unix::fs::symlink(&real, &manifest).unwrap();
+    let e = open_within(&dir).unwrap_err();
+    assert!(
+        e.contains("recording.json") && e.contains("not a regular file"),
+        "{e}"
+    );
+    std::fs::remove_file(&manifest).unwrap();
+    let huge = std::fs::File::create(&manifest).unwrap();
+    huge.set_len(20 << 30).unwrap();
+    let e = open_within(&dir).unwrap_err();
+    assert!(e.contains("more than the"), "{e}");
+}

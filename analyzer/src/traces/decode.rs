@@ -5,7 +5,6 @@
 //! the caller, never a silent end of data that `traces`, `stats` and
 //! `diff` would report as complete.
 
-use std::fs::File;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -154,7 +153,7 @@ fn segment_reader(
         path: path.to_path_buf(),
         source,
     };
-    let file = File::open(path).map_err(|source| TracesError::Read {
+    let file = crate::safe_read::open_regular(path).map_err(|source| TracesError::Read {
         path: path.to_path_buf(),
         source,
     })?;
