@@ -16,19 +16,17 @@ use nft_schema::raw::{
 };
 
 use crate::maps::kernel_offset;
-use crate::skb::Read;
+use crate::skb::{Read, HEADER_UNSET};
 
 /// Which layers have a filter program, written by the loader
 /// (`names::GLOBAL_PCAP_LAYERS`).
 #[no_mangle]
 static PCAP_LAYERS: PcapLayers = PcapLayers { layers: 0 };
 
-/// The packet copy the filter reads (`names::MAP_PCAP_PACKET`).
+/// The packet copy the filter reads.
 #[map]
 static PCAP_PACKET: PerCpuArray<PcapPacket> = PerCpuArray::with_max_entries(1, 0);
 
-/// `sk_buff.*_header` when unset.
-const HEADER_UNSET: u16 = 0xffff;
 /// An Ethernet header: a MAC header at least this long before the network
 /// header is read by the link-layer program.
 const ETH_HLEN: u16 = 14;

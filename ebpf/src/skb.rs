@@ -25,8 +25,8 @@ const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
 const IPPROTO_ICMP: u8 = 1;
 const IPPROTO_ICMPV6: u8 = 58;
-/// `sk_buff.network_header` when unset.
-const HEADER_UNSET: u16 = 0xffff;
+/// `sk_buff.network_header` (and `mac_header`) when unset.
+pub const HEADER_UNSET: u16 = 0xffff;
 
 /// How a program reads a `T` at `base + offset` in kernel memory: zero
 /// when the offset is missing or the read faults.

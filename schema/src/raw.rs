@@ -528,8 +528,6 @@ pub const fn loss_index(probe_id: u32, reason: LossReason) -> u32 {
 pub mod names {
     /// The read-only global holding [`super::PcapLayers`].
     pub const GLOBAL_PCAP_LAYERS: &str = "PCAP_LAYERS";
-    /// The per-CPU copy of the packet `--filter` runs on.
-    pub const MAP_PCAP_PACKET: &str = "PCAP_PACKET";
     /// The placeholder functions whose instructions the recorder replaces
     /// with `--filter`'s program for each layer (their symbols are mangled:
     /// found by this part of the name).

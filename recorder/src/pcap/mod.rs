@@ -70,6 +70,7 @@ impl PcapFilter {
         let mut programs = Vec::new();
         let mut refused = Vec::new();
         let mut first_error = None;
+        let limit = patch::room(crate::ebpf_object::EBPF_OBJECT)?;
         for (layer, name, linktype) in [
             (pcap_layer::L2, "l2", libpcap::DLT_EN10MB),
             (pcap_layer::L3, "l3", libpcap::DLT_RAW),
@@ -89,7 +90,6 @@ impl PcapFilter {
             };
             translate::check_offsets(&cbpf).map_err(translate_err)?;
             let ebpf = translate::translate(&cbpf).map_err(translate_err)?;
-            let limit = patch::room(crate::ebpf_object::EBPF_OBJECT)?;
             if ebpf.len() > limit {
                 return Err(PcapFilterError::TooLong {
                     expr: expr.to_string(),
@@ -147,11 +147,6 @@ impl PcapFilter {
                 })
                 .collect(),
         }
-    }
-
-    /// The program of `name` ("l2"/"l3"), if libpcap compiled one.
-    pub fn program(&self, name: &str) -> Option<&LayerProgram> {
-        self.programs.iter().find(|p| p.name == name)
     }
 }
 

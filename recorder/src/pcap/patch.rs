@@ -9,7 +9,7 @@
 use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
 
 use super::{Insn, PcapFilter};
-use nft_schema::raw::names;
+use nft_schema::raw::{names, pcap_layer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PatchError {
@@ -28,16 +28,11 @@ pub struct ObjectBytes {
 
 impl ObjectBytes {
     fn copy_of(bytes: &[u8]) -> Self {
-        let mut words = vec![0u64; bytes.len().div_ceil(8)];
         let mut out = Self {
-            words: Vec::new(),
+            words: vec![0u64; bytes.len().div_ceil(8)],
             len: bytes.len(),
         };
-        // SAFETY: a u64 buffer viewed as at least `len` bytes.
-        let dst =
-            unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), bytes.len()) };
-        dst.copy_from_slice(bytes);
-        out.words = words;
+        out.bytes_mut().copy_from_slice(bytes);
         out
     }
 
@@ -61,9 +56,17 @@ pub struct Slot {
     pub insns: usize,
 }
 
-/// The placeholder of `name` (a substring of its mangled symbol).
-pub fn slot(elf: &[u8], name: &'static str) -> Result<Slot, PatchError> {
+/// Both placeholders (link layer, network layer), found in one parse.
+pub fn slots(elf: &[u8]) -> Result<(Slot, Slot), PatchError> {
     let file = object::File::parse(elf)?;
+    Ok((
+        slot(&file, names::FUNC_PCAP_L2)?,
+        slot(&file, names::FUNC_PCAP_L3)?,
+    ))
+}
+
+/// The placeholder of `name` (a substring of its mangled symbol).
+fn slot(file: &object::File<'_>, name: &'static str) -> Result<Slot, PatchError> {
     let sym = file
         .symbols()
         .find(|s| s.kind() == SymbolKind::Text && s.name().is_ok_and(|n| n.contains(name)))
@@ -81,22 +84,21 @@ pub fn slot(elf: &[u8], name: &'static str) -> Result<Slot, PatchError> {
 
 /// The room each layer's program has in `elf` (the smaller placeholder).
 pub fn room(elf: &[u8]) -> Result<usize, PatchError> {
-    let l2 = slot(elf, names::FUNC_PCAP_L2)?;
-    let l3 = slot(elf, names::FUNC_PCAP_L3)?;
+    let (l2, l3) = slots(elf)?;
     Ok(l2.insns.min(l3.insns))
 }
 
 /// A copy of `elf` with `filter`'s programs in their placeholders. The
 /// caller has checked that each fits ([`room`]).
 pub fn patched(elf: &[u8], filter: &PcapFilter) -> Result<ObjectBytes, PatchError> {
+    let (l2, l3) = slots(elf)?;
     let mut out = ObjectBytes::copy_of(elf);
     for program in &filter.programs {
-        let name = if program.name == "l2" {
-            names::FUNC_PCAP_L2
+        let slot = if program.layer == pcap_layer::L2 {
+            l2
         } else {
-            names::FUNC_PCAP_L3
+            l3
         };
-        let slot = slot(elf, name)?;
         write_slot(out.bytes_mut(), slot, &program.ebpf);
     }
     Ok(out)
