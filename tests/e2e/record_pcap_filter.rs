@@ -185,11 +185,15 @@ fn two_networks(hosts: &TwoHosts) -> String {
         (&hosts.a, &hosts.a_dev, "192.168.209.1/24", "fd00:209::1/64"),
         (&hosts.b, &hosts.b_dev, "192.168.209.2/24", b6),
     ] {
-        ns.exec(
-            "sysctl",
-            &["-qw", &format!("net.ipv6.conf.{dev}.disable_ipv6=0")],
-        )
-        .unwrap();
+        // No router solicitations: sent on their own timer, they could
+        // fall between the capture's start or end and the recorders'.
+        for setting in ["router_solicitations=0", "disable_ipv6=0"] {
+            ns.exec(
+                "sysctl",
+                &["-qw", &format!("net.ipv6.conf.{dev}.{setting}")],
+            )
+            .unwrap();
+        }
         ns.exec("ip", &["addr", "add", v4, "dev", dev]).unwrap();
         let v6 = if v6.contains('/') {
             v6.to_string()
@@ -202,44 +206,67 @@ fn two_networks(hosts: &TwoHosts) -> String {
     b6.to_string()
 }
 
+/// The recorders of one test, one per expression; killed if the test
+/// fails before it stops them (they run until told to).
+struct Recorders(Vec<(&'static str, std::path::PathBuf, Child)>);
+
+impl Drop for Recorders {
+    fn drop(&mut self) {
+        for (_, _, child) in &mut self.0 {
+            if matches!(child.try_wait(), Ok(None)) {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
 #[test]
 fn recorded_packets_are_the_ones_tcpdump_matches() {
     let _kernel = kernel_lock();
     let hosts = TwoHosts::new(209).unwrap();
     let b6 = two_networks(&hosts);
-    let recorders: Vec<_> = EXPRESSIONS
-        .iter()
-        .enumerate()
-        .map(|(i, expr)| {
-            let dir = recording_dir(&format!("pcap-{i}"));
-            let args = [
-                "--netns",
-                &hosts.b.name,
-                "--no-nftrace",
-                "--backend",
-                "tracepoint",
-                "--tracepoint",
-                "netif_receive_skb",
-                "--ringbuf-size",
-                "262144",
-                "--filter",
-                expr,
-            ];
-            let child = start_recorder(&dir, &args);
-            (expr, dir, child)
-        })
-        .collect();
+    let mut recorders = Recorders(
+        EXPRESSIONS
+            .iter()
+            .enumerate()
+            .map(|(i, expr)| {
+                let dir = recording_dir(&format!("pcap-{i}"));
+                let args = [
+                    "--netns",
+                    &hosts.b.name,
+                    "--no-nftrace",
+                    "--backend",
+                    "tracepoint",
+                    "--tracepoint",
+                    "netif_receive_skb",
+                    "--ringbuf-size",
+                    "262144",
+                    "--filter",
+                    expr,
+                ];
+                let child = start_recorder(&dir, &args);
+                (*expr, dir, child)
+            })
+            .collect(),
+    );
     let capture = recording_dir("pcap-capture").with_extension("pcap");
     let mut tcpdump = tcpdump_capture(&hosts, &capture);
     traffic(&hosts, &b6);
     std::thread::sleep(Duration::from_millis(300));
     signal(&tcpdump, libc::SIGINT);
     tcpdump.wait().unwrap();
+    // Every recorder stopped at once, right after the capture.
+    for (_, _, child) in &recorders.0 {
+        signal(child, libc::SIGINT);
+    }
+    for (expr, _, child) in &mut recorders.0 {
+        assert!(child.wait().unwrap().success(), "{expr}");
+    }
     let frames = pcap_frames(&capture);
     assert!(frames.len() >= 30, "{} frames captured", frames.len());
-    for (expr, dir, mut child) in recorders {
-        signal(&child, libc::SIGINT);
-        assert!(child.wait().unwrap().success(), "{expr}");
+    for (expr, dir, _) in &recorders.0 {
+        let (expr, dir) = (*expr, dir.as_path());
         let matched = recording_dir("pcap-matched").with_extension("pcap");
         let out = Command::new("tcpdump")
             .args(["-r"])
@@ -251,13 +278,13 @@ fn recorded_packets_are_the_ones_tcpdump_matches() {
             .unwrap();
         assert!(out.status.success(), "tcpdump -r {expr}: {out:?}");
         let expected = counts(pcap_frames(&matched).iter().map(|f| frame_key(f)));
-        let got = recorded(&dir);
+        let got = recorded(dir);
         assert!(!expected.is_empty(), "{expr}: the traffic has no match");
         assert_eq!(got, expected, "{expr}: recorded vs tcpdump");
-        let program = &nft_tests::manifest(&dir)["filter_program"];
-        assert_eq!(program["expression"], *expr);
+        let program = &nft_tests::manifest(dir)["filter_program"];
+        assert_eq!(program["expression"], expr);
         assert!(program["layers"][0]["ebpf_insns"].as_u64().unwrap() > 0);
-        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(dir);
         let _ = std::fs::remove_file(&matched);
     }
     let _ = std::fs::remove_file(&capture);
