@@ -33,6 +33,7 @@ APT_PACKAGES=(
   xz-utils        # Debian 6.12 modules are .ko.xz
   zstd
   binutils        # objcopy: the QEMU kernels' BTF for root-less tests
+  chromium        # the HTML reports' tests: a real browser, headless
 )
 # From bookworm-backports: bookworm's qemu-system 7.2 conflicts with the
 # preinstalled qemu-utils 10.x (see ../shared/PLATFORM.md).

@@ -1,6 +1,8 @@
 //! Helpers for the end-to-end suites: real network namespaces, veth pairs
 //! and traffic, torn down on drop. Tests using them need root (CI is root).
 
+pub mod browser;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 

@@ -11,6 +11,7 @@ use nft_analyzer::catalog::{Catalog, Settings};
 use nft_analyzer::diff;
 use nft_analyzer::output::Format;
 use nft_analyzer::queries::{self, Params};
+use nft_analyzer::report::{self, collect::Limits};
 use nft_analyzer::shell;
 use nft_analyzer::traces::Engine;
 use nft_analyzer::traces::{self, sinks, Filter};
@@ -67,6 +68,32 @@ impl Tuning {
     }
 }
 
+/// How much the report page holds whole (every aggregate counts every
+/// trace either way).
+#[derive(clap::Args, Debug, Clone)]
+pub struct SampleArgs {
+    /// Dropped traces the per-packet viewer holds.
+    #[arg(long, default_value_t = 1000)]
+    pub sample_dropped: usize,
+    /// Slowest traces it holds besides.
+    #[arg(long, default_value_t = 200)]
+    pub sample_slowest: usize,
+    /// First traces it holds besides.
+    #[arg(long, default_value_t = 200)]
+    pub sample_first: usize,
+}
+
+impl SampleArgs {
+    fn limits(&self) -> Limits {
+        Limits {
+            dropped: self.sample_dropped,
+            slowest: self.sample_slowest,
+            first: self.sample_first,
+            ..Limits::default()
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum TraceFormat {
     Json,
@@ -80,6 +107,9 @@ pub enum DiffFormat {
     Text,
     Markdown,
     Json,
+    /// The report page of both recordings with the differences marked
+    /// (needs --output).
+    Html,
 }
 
 #[derive(Subcommand, Debug)]
@@ -161,6 +191,9 @@ pub enum Command {
         new: PathBuf,
         #[arg(long, value_enum, default_value = "text")]
         format: DiffFormat,
+        /// Write here instead of stdout (required for html).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
         /// Exit 1 when a difference of one of these kinds is found.
         #[arg(long, value_enum, value_delimiter = ',')]
         fail_on: Vec<diff::Kind>,
@@ -187,6 +220,39 @@ pub enum Command {
         /// traces to count (1: every packet matters).
         #[arg(long, default_value_t = 2)]
         min_count: u64,
+        #[command(flatten)]
+        tuning: Tuning,
+    },
+    /// Draw recordings as one self-contained HTML page (opens offline):
+    /// header, packet path graph, verdicts, drops, latency, and a
+    /// per-packet viewer over a bounded sample of traces.
+    #[command(after_help = "Examples:\n  \
+        nft-analyzer report rec/ -o report.html\n  \
+        nft-analyzer diff before/ after/ --format html -o diff.html")]
+    Report {
+        /// Recording directories.
+        #[arg(required = true)]
+        recordings: Vec<PathBuf>,
+        /// The HTML file to write.
+        #[arg(short, long)]
+        output: PathBuf,
+        #[command(flatten)]
+        sample: SampleArgs,
+        #[command(flatten)]
+        tuning: Tuning,
+    },
+    /// Serve the report page over HTTP, with `GET /api/traces` (filters:
+    /// verdict, flow, function, recording, limit) and `GET /api/trace/{id}`
+    /// for clicking through recordings too large for one file.
+    Serve {
+        /// Recording directories.
+        #[arg(required = true)]
+        recordings: Vec<PathBuf>,
+        /// Address to listen on (loopback by default; port 0 picks one).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        #[command(flatten)]
+        sample: SampleArgs,
         #[command(flatten)]
         tuning: Tuning,
     },
@@ -299,6 +365,7 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
                 flow,
                 function,
                 limit,
+                ..Filter::default()
             };
             let out: Box<dyn std::io::Write + Send> = match &output {
                 Some(path) => Box::new(std::io::BufWriter::new(
@@ -348,6 +415,7 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
             base,
             new,
             format,
+            output,
             fail_on,
             exact_flows,
             share_tolerance,
@@ -366,49 +434,132 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
                 min_samples,
                 min_count,
             };
+            let want = DiffRun {
+                format,
+                output,
+                exact_flows,
+                tolerances,
+            };
             // Like diff(1): 0 no difference, 1 differences, 2 trouble.
-            let report = async {
-                let catalog = open(&[base, new], &tuning).await?;
-                for w in catalog.warnings() {
-                    eprintln!("warning: {w}");
-                }
-                let progress = progress_bar();
-                let report = diff::run(
-                    &catalog,
-                    &tuning.params(),
-                    &tolerances,
-                    exact_flows,
-                    &progress,
-                )
-                .await?;
-                anyhow::Ok(report)
-            }
-            .await;
-            let report = match report {
+            let report = match run_diff(&[base, new], &tuning, &want).await {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("nft-analyzer: error: {e:#}");
                     return Ok(ExitCode::from(DIFF_TROUBLE));
                 }
             };
-            let mut out = stdout.lock();
-            use std::io::Write;
-            match format {
-                DiffFormat::Text => out.write_all(diff::report::text(&report).as_bytes())?,
-                DiffFormat::Markdown => {
-                    out.write_all(diff::report::markdown(&report).as_bytes())?
-                }
-                DiffFormat::Json => {
-                    serde_json::to_writer_pretty(&mut out, &report)?;
-                    writeln!(out)?;
-                }
-            }
             if report.has_any(&fail_on) {
                 return Ok(ExitCode::from(1));
             }
         }
+        Command::Report {
+            recordings,
+            output,
+            sample,
+            tuning,
+        } => {
+            let catalog = open(&recordings, &tuning).await?;
+            let html = report_page(&catalog, &tuning, sample.limits(), None, false).await?;
+            write_file(&output, html.as_bytes())?;
+            eprintln!("wrote {} ({} bytes)", output.display(), html.len());
+        }
+        Command::Serve {
+            recordings,
+            listen,
+            sample,
+            tuning,
+        } => {
+            let catalog = open(&recordings, &tuning).await?;
+            let html = report_page(&catalog, &tuning, sample.limits(), None, true).await?;
+            report::serve::run(catalog, tuning.params(), html, listen, |addr| {
+                eprintln!("serving http://{addr}/ (ctrl-c stops)")
+            })
+            .await
+            .with_context(|| format!("serving on {listen}"))?;
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `diff` was asked for besides the recordings.
+struct DiffRun {
+    format: DiffFormat,
+    output: Option<PathBuf>,
+    exact_flows: bool,
+    tolerances: diff::Tolerances,
+}
+
+async fn run_diff(
+    dirs: &[PathBuf],
+    tuning: &Tuning,
+    want: &DiffRun,
+) -> anyhow::Result<diff::Report> {
+    if want.format == DiffFormat::Html && want.output.is_none() {
+        anyhow::bail!("--format html needs --output FILE");
+    }
+    let catalog = open(dirs, tuning).await?;
+    for w in catalog.warnings() {
+        eprintln!("warning: {w}");
+    }
+    let progress = progress_bar();
+    let params = tuning.params();
+    let report = diff::run(
+        &catalog,
+        &params,
+        &want.tolerances,
+        want.exact_flows,
+        &progress,
+    )
+    .await?;
+    let text = match want.format {
+        DiffFormat::Text => diff::report::text(&report),
+        DiffFormat::Markdown => diff::report::markdown(&report),
+        DiffFormat::Json => serde_json::to_string_pretty(&report)? + "\n",
+        DiffFormat::Html => {
+            report_page(
+                &catalog,
+                tuning,
+                Limits::default(),
+                Some(report.clone()),
+                false,
+            )
+            .await?
+        }
+    };
+    match &want.output {
+        Some(path) => write_file(path, text.as_bytes())?,
+        None => {
+            use std::io::Write;
+            std::io::stdout().lock().write_all(text.as_bytes())?;
+        }
+    }
+    Ok(report)
+}
+
+/// The report page of `catalog`'s recordings (and of a diff's findings).
+async fn report_page(
+    catalog: &Catalog,
+    tuning: &Tuning,
+    limits: Limits,
+    diff: Option<diff::Report>,
+    live: bool,
+) -> anyhow::Result<String> {
+    for w in catalog.warnings() {
+        eprintln!("warning: {w}");
+    }
+    let recordings = report::build(catalog, &tuning.params(), limits, &progress_bar()).await?;
+    let data = report::PageData {
+        kind: if diff.is_some() { "diff" } else { "recording" },
+        tool_version: env!("CARGO_PKG_VERSION"),
+        recordings,
+        diff,
+        live,
+    };
+    Ok(report::page::html(&data)?)
+}
+
+fn write_file(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
 }
 
 /// A bar on stderr when it is a terminal (indicatif draws nothing

@@ -6,13 +6,15 @@
 //! session → [`queries`] holds the shipped SQL → [`traces`] and [`stats`]
 //! run it and shape the results ([`result_columns`] reads their columns);
 //! [`diff`] compares two recordings' traces; [`output`] and [`shell`] print
-//! query results; [`synth`] makes synthetic recordings for the benchmark.
+//! query results; [`report`] draws a recording or a diff as an HTML page
+//! (and serves it); [`synth`] makes synthetic recordings for the benchmark.
 
 pub mod catalog;
 pub mod diff;
 pub mod output;
 pub mod queries;
 pub mod recording;
+pub mod report;
 pub mod result_columns;
 pub mod rulesets;
 pub mod safe_read;

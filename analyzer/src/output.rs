@@ -87,3 +87,24 @@ fn plain(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
     }
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
 }
+
+/// Query results as JSON objects, one per row, nulls kept (the HTML report
+/// embeds them).
+pub fn json_rows(
+    batches: &[RecordBatch],
+) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, ArrowError> {
+    let mut buf = Vec::new();
+    {
+        let mut writer = arrow::json::WriterBuilder::new()
+            .with_explicit_nulls(true)
+            .build::<_, arrow::json::writer::JsonArray>(&mut buf);
+        for b in batches {
+            writer.write(&plain(b)?)?;
+        }
+        writer.finish()?;
+    }
+    if buf.is_empty() {
+        return Ok(Vec::new());
+    }
+    serde_json::from_slice(&buf).map_err(|e| ArrowError::JsonError(e.to_string()))
+}

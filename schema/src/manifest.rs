@@ -160,7 +160,7 @@ impl Manifest {
 }
 
 /// Failures that share one reason, for a log line or a status page.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct FailureGroup {
     /// The reason, with the probe's own name replaced by `*`.
     pub reason: String,

@@ -15,6 +15,7 @@ mod record_reliability;
 mod record_session;
 mod record_stacks;
 mod record_tracepoints;
+mod report_html;
 mod serve_api;
 mod tp_btf_receive;
 mod vm;

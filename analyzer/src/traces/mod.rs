@@ -73,10 +73,20 @@ pub struct Filter {
     pub function: Option<String>,
     /// Stop after this many traces.
     pub limit: Option<u64>,
+    /// Only the trace with this id (`trace_id`, numbered per recording).
+    pub trace_id: Option<u64>,
+    /// Only traces of this recording (its name in the catalog).
+    pub recording: Option<String>,
 }
 
 impl Filter {
     pub fn matches(&self, t: &Trace) -> bool {
+        if self.trace_id.is_some_and(|id| id != t.trace_id) {
+            return false;
+        }
+        if self.recording.as_ref().is_some_and(|r| *r != t.recording) {
+            return false;
+        }
         if let Some(v) = &self.verdict {
             if t.stats.final_verdict.as_deref() != Some(v.as_str()) {
                 return false;
