@@ -45,3 +45,7 @@ echo "== nft-analyzer sql $REC --query rule_verdicts"
 echo
 echo "== nft-analyzer traces $REC --verdict drop --format json (the dropped packets, in full)"
 "$BIN/nft-analyzer" traces "$REC" --verdict drop --format json
+
+echo
+echo "== nft-analyzer report $REC -o $REC.html (the pictures: open it in a browser, offline)"
+"$BIN/nft-analyzer" report "$REC" -o "$REC.html"
