@@ -218,9 +218,12 @@ fn parquet_files(
 
 /// A file as a URL DataFusion takes literally. `ListingTableUrl::parse`
 /// reads `*`, `?` and `[` in a path as a glob, so a recording named
-/// `rec[1]` would read `rec1`'s files instead of its own.
+/// `rec[1]` would read `rec1`'s files instead of its own. The path is made
+/// canonical first: object_store refuses a `..` segment (`../rec`).
 fn literal_url(path: &std::path::Path) -> Result<ListingTableUrl, DataFusionError> {
-    let abs = std::path::absolute(path).map_err(|e| DataFusionError::External(Box::new(e)))?;
+    let abs = std::fs::canonicalize(path)
+        .or_else(|_| std::path::absolute(path))
+        .map_err(|e| DataFusionError::External(Box::new(e)))?;
     let url = url::Url::from_file_path(&abs).map_err(|()| {
         DataFusionError::Plan(format!("{}: not a usable file path", abs.display()))
     })?;

@@ -223,6 +223,25 @@ fn glob_characters_in_a_recording_path_are_literal() {
     }
 }
 
+/// Regression (found by benches/report.rs): a path through `..` was
+/// refused by object_store ("illegal character sequence").
+#[test]
+fn a_recording_path_through_dot_dot_is_read() {
+    let mut own = Fixture::new("dotdot");
+    own.events(&[tcp(START_NS, 9, "net:netif_receive_skb", 1)]);
+    let dir = own.finish();
+    let name = dir.file_name().unwrap().to_owned();
+    let via = dir.join("..").join(&name);
+    let batches = sql(&[&via], "SELECT count(*) AS n FROM events");
+    let n = batches[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<arrow::array::Int64Array>()
+        .unwrap()
+        .value(0);
+    assert_eq!(n, 1);
+}
+
 /// Opens `dir` on another thread: a FIFO read by mistake would block it
 /// forever, so a hang is a failure here, not a stuck test.
 fn open_within(dir: &std::path::Path) -> Result<Vec<String>, String> {
