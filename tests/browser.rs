@@ -12,8 +12,8 @@ use std::process::Command;
 /// What a page left after its scripts ran.
 pub struct Loaded {
     pub dom: String,
-    /// `CONSOLE` lines of Chromium's log: the page writes none, so any is a
-    /// message or an uncaught error.
+    /// `CONSOLE` lines of Chromium's log from the page: it writes none, so
+    /// any is a message or an uncaught error.
     pub console: Vec<String>,
 }
 
@@ -70,7 +70,8 @@ pub fn load(url: &str, netns: Option<&str>) -> Loaded {
     );
     let console = String::from_utf8_lossy(&out.stderr)
         .lines()
-        .filter(|l| l.contains(":CONSOLE"))
+        // Chromium's own pages (chrome://) log too, e.g. about fonts offline.
+        .filter(|l| l.contains(":CONSOLE") && !l.contains("source: chrome://"))
         .map(str::to_owned)
         .collect();
     Loaded {

@@ -27,8 +27,16 @@ fn timed(cmd: &mut Command) -> (f64, f64) {
     let start = Instant::now();
     let out = wrapped.output().expect("run /usr/bin/time");
     let secs = start.elapsed().as_secs_f64();
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
-    let kib: f64 = std::fs::read_to_string(&rss_file).unwrap().trim().parse().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let kib: f64 = std::fs::read_to_string(&rss_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     let _ = std::fs::remove_file(&rss_file);
     (secs, kib / 1024.0)
 }
@@ -51,7 +59,10 @@ fn main() {
             ..Spec::default()
         };
         let g = generate(&dir, &spec).expect("generate");
-        println!("generated {} events, {} packets, {} drops", g.events, g.packets, g.drops);
+        println!(
+            "generated {} events, {} packets, {} drops",
+            g.events, g.packets, g.drops
+        );
     }
     let analyzer = env!("CARGO_BIN_EXE_nft-analyzer");
     let rec = dir.to_str().unwrap();
@@ -60,7 +71,11 @@ fn main() {
     let parquet = tmp.join(format!("nt-bench-traces-{}.parquet", std::process::id()));
     let (mut report_secs, mut traces_secs) = (Vec::new(), Vec::new());
     for round in 1..=2 {
-        let (secs, rss) = timed(Command::new(analyzer).args(["report", rec, "-o"]).arg(&html));
+        let (secs, rss) = timed(
+            Command::new(analyzer)
+                .args(["report", rec, "-o"])
+                .arg(&html),
+        );
         let size = std::fs::metadata(&html).unwrap().len();
         println!(
             "round {round}: report: {secs:.1} s, {:.2} M events/s, peak RSS {rss:.0} MiB, \

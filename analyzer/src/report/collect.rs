@@ -64,11 +64,12 @@ pub struct Aggregates {
     pub ends: BTreeMap<&'static str, u64>,
     pub verdicts: BTreeMap<String, u64>,
     pub graph: Graph,
-    flow_ids: HashMap<String, u32>,
+    flow_ids: HashMap<String, u32, foldhash::fast::FixedState>,
     flow_names: Vec<String>,
     flows: Vec<FlowAgg>,
     pub end_to_end: Histogram,
-    hops: HashMap<(Arc<str>, Arc<str>), Histogram>,
+    /// foldhash: a lookup per hop of every packet.
+    hops: HashMap<(Arc<str>, Arc<str>), Histogram, foldhash::fast::FixedState>,
     /// (bin, reason) → drops; bins are `drop_bin_ns` wide from `start_ns`.
     drops_over_time: BTreeMap<(u64, String), u64>,
     start_ns: u64,
@@ -89,11 +90,11 @@ impl Aggregates {
             ends: BTreeMap::new(),
             verdicts: BTreeMap::new(),
             graph: Graph::default(),
-            flow_ids: HashMap::new(),
+            flow_ids: HashMap::default(),
             flow_names: Vec::new(),
             flows: vec![FlowAgg::default()], // id 0: other flows
             end_to_end: Histogram::default(),
-            hops: HashMap::new(),
+            hops: HashMap::default(),
             drops_over_time: BTreeMap::new(),
             start_ns,
             span_ns,

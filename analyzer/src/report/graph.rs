@@ -6,6 +6,10 @@
 //! it, for the page's "click a node" list.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// foldhash: a lookup per step of every packet; SipHash was most of the
+/// report's time (benches/report.rs).
+type Fast = foldhash::fast::FixedState;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -106,15 +110,15 @@ struct NodeAgg {
     position_sum: u64,
     hook: Option<Arc<str>>,
     /// Flow id → packets.
-    flows: HashMap<u32, u64>,
+    flows: HashMap<u32, u64, Fast>,
     /// Drop reason → packets dropped right after this node.
     drops: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Default)]
 pub struct Graph {
-    nodes: HashMap<Key, NodeAgg>,
-    edges: HashMap<(Key, Key), u64>,
+    nodes: HashMap<Key, NodeAgg, Fast>,
+    edges: HashMap<(Key, Key), u64, Fast>,
 }
 
 /// The graph as the page gets it.
@@ -152,7 +156,7 @@ pub struct EdgeOut {
 impl Graph {
     /// Adds one trace's steps; `flow` is the trace's flow id.
     pub fn add(&mut self, steps: &[Step], flow: u32) {
-        let mut seen: HashSet<&Key> = HashSet::new();
+        let mut seen: HashSet<&Key, Fast> = HashSet::default();
         for (position, s) in steps.iter().enumerate() {
             if !seen.insert(&s.key) {
                 continue;
@@ -165,7 +169,7 @@ impl Graph {
             }
             *n.flows.entry(flow).or_default() += 1;
         }
-        let mut seen_edges: HashSet<(&Key, &Key)> = HashSet::new();
+        let mut seen_edges: HashSet<(&Key, &Key), Fast> = HashSet::default();
         for pair in steps.windows(2) {
             let (a, b) = (&pair[0].key, &pair[1].key);
             if seen_edges.insert((a, b)) {
