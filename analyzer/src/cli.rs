@@ -459,6 +459,9 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
             tuning,
         } => {
             let catalog = open(&recordings, &tuning).await?;
+            for w in catalog.warnings() {
+                eprintln!("warning: {w}");
+            }
             let html = report_page(&catalog, &tuning, sample.limits(), None, false).await?;
             write_file(&output, html.as_bytes())?;
             eprintln!("wrote {} ({} bytes)", output.display(), html.len());
@@ -470,6 +473,9 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
             tuning,
         } => {
             let catalog = open(&recordings, &tuning).await?;
+            for w in catalog.warnings() {
+                eprintln!("warning: {w}");
+            }
             let html = report_page(&catalog, &tuning, sample.limits(), None, true).await?;
             report::serve::run(catalog, tuning.params(), html, listen, |addr| {
                 eprintln!("serving http://{addr}/ (ctrl-c stops)")
@@ -544,9 +550,6 @@ async fn report_page(
     diff: Option<diff::Report>,
     live: bool,
 ) -> anyhow::Result<String> {
-    for w in catalog.warnings() {
-        eprintln!("warning: {w}");
-    }
     let recordings = report::build(catalog, &tuning.params(), limits, &progress_bar()).await?;
     let data = report::PageData {
         kind: if diff.is_some() { "diff" } else { "recording" },

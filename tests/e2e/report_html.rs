@@ -72,7 +72,11 @@ fn screenshot(html: &Path, name: &str) {
 
 /// (source, table, chain, handle, type, verdict) → packets, from the page's
 /// verdict table.
-fn page_verdicts(dom: &str) -> BTreeMap<(String, String, String, String, String, String), u64> {
+/// A rule verdict's identity: source, family, table, chain, handle,
+/// position, type, verdict.
+type VerdictKey = [String; 8];
+
+fn page_verdicts(dom: &str) -> BTreeMap<VerdictKey, u64> {
     let mut out = BTreeMap::new();
     for row in elements(dom, "tr")
         .iter()
@@ -80,20 +84,22 @@ fn page_verdicts(dom: &str) -> BTreeMap<(String, String, String, String, String,
     {
         let key = |v: &str| {
             let a = |n: &str| row.attr(n).unwrap_or("").to_owned();
-            (
+            [
                 a("data-source"),
+                a("data-family"),
                 a("data-table"),
                 a("data-chain"),
                 a("data-handle"),
+                a("data-position"),
                 a("data-type"),
                 v.to_owned(),
-            )
+            ]
         };
         for cell in elements(&row.inner, "td") {
             if let Some(v) = cell.attr("data-verdict") {
                 let n = number(&cell.text());
                 if n > 0 {
-                    out.insert(key(v), n);
+                    *out.entry(key(v)).or_default() += n;
                 }
             }
         }
@@ -101,7 +107,7 @@ fn page_verdicts(dom: &str) -> BTreeMap<(String, String, String, String, String,
     out
 }
 
-fn query_verdicts(rec: &str) -> BTreeMap<(String, String, String, String, String, String), u64> {
+fn query_verdicts(rec: &str) -> BTreeMap<VerdictKey, u64> {
     let mut out = BTreeMap::new();
     let s = |r: &Value, k: &str| match &r[k] {
         Value::Null => String::new(),
@@ -114,14 +120,16 @@ fn query_verdicts(rec: &str) -> BTreeMap<(String, String, String, String, String
         } else {
             s(&r, "verdict")
         };
-        let key = (
+        let key = [
             s(&r, "source"),
+            s(&r, "family"),
             s(&r, "table"),
             s(&r, "chain"),
             s(&r, "rule_handle"),
+            s(&r, "rule_position"),
             s(&r, "type"),
             verdict,
-        );
+        ];
         *out.entry(key).or_default() += r["packets"].as_u64().unwrap();
     }
     out
@@ -191,12 +199,30 @@ fn check_recording_page(rec: &str, dom: &str) {
             "{line} vs {q}"
         );
     }
-    // The viewer says what its sample holds.
+    // The viewer says what its sample holds: here, every trace.
     let note = elements(dom, "p")
         .into_iter()
         .find(|p| p.attr("data-sample").is_some())
         .expect("a sample note");
-    assert!(note.text().contains("all "), "{}", note.text());
+    let traces: Value = serde_json::from_str(&run_bin(
+        "nft-analyzer",
+        ["traces", rec, "--format", "json"],
+    ))
+    .unwrap();
+    let name = note.attr("data-sample").unwrap().to_owned();
+    let n = traces["summary"]["traces"].as_u64().unwrap();
+    assert_eq!(note.text(), format!("{name}: all {n} traces"));
+    // A rule comment with markup and the template's slot names is text.
+    assert!(
+        elements(dom, "u").is_empty(),
+        "a <u> of a rule comment became an element"
+    );
+    assert!(
+        elements(dom, "td")
+            .iter()
+            .any(|td| td.text().contains(HOSTILE)),
+        "the rule comment is shown as it is"
+    );
     assert!(
         elements(dom, "ol")
             .iter()
@@ -205,13 +231,20 @@ fn check_recording_page(rec: &str, dom: &str) {
     );
 }
 
+/// A comment that would break a page that pasted strings into HTML or
+/// looked for its template's slots in the data.
+const HOSTILE: &str = "</script><u>x</u> /*{{SCRIPT}}*/ {{DATA}} &amp;";
+
 #[test]
 fn report_diff_and_serve_in_a_real_browser() {
     let _kernel = kernel_lock();
     let hosts = TwoHosts::new(216).unwrap();
     let netns = [hosts.a.name.as_str(), hosts.b.name.as_str()];
-    let accept = FIREWALL.replace("9 : drop", "9 : accept");
-    let (base, _) = record_scenario(&hosts, "report-base", &netns, FIREWALL);
+    let rule = "icmp type echo-request counter accept";
+    let firewall = FIREWALL.replace(rule, &format!("{rule} comment \"{HOSTILE}\""));
+    assert_ne!(firewall, FIREWALL);
+    let accept = firewall.replace("9 : drop", "9 : accept");
+    let (base, _) = record_scenario(&hosts, "report-base", &netns, &firewall);
     let (switched, _) = record_scenario(&hosts, "report-accept", &netns, &accept);
     drop(hosts);
     let [base_s, switched_s] = [&base, &switched].map(|d| d.to_str().unwrap().to_owned());
@@ -354,10 +387,17 @@ fn serve_answers_like_traces(rec: &str) {
             elements(&loaded.dom, "body")[0].attr("data-ready"),
             Some("1")
         );
-        assert!(
-            loaded.dom.contains("viewer-search-all"),
-            "the live page searches the server"
-        );
+        // Its viewer searches the whole recording through /api/traces.
+        let loaded = browser::load(&format!("{base}/#search-all"), None);
+        assert!(loaded.console.is_empty(), "{:#?}", loaded.console);
+        let body = &elements(&loaded.dom, "body")[0];
+        assert_eq!(body.attr("data-errors"), None, "{}", body.text());
+        let searched: usize = body
+            .attr("data-searched")
+            .expect("the search ran")
+            .parse()
+            .unwrap();
+        assert_eq!(searched, traces.len().min(200));
     });
     let _ = server.kill();
     let _ = server.wait();

@@ -46,6 +46,11 @@ impl Default for Limits {
     }
 }
 
+/// Bins of the drops-over-time chart.
+pub const DROP_BINS: u64 = 200;
+/// (bin, reason) entries kept while counting before the bins widen.
+const MAX_DROP_ENTRIES: usize = 20_000;
+
 /// The name of the bucket that holds flows beyond [`Limits::flows`].
 pub const OTHER_FLOWS: &str = "(other flows)";
 
@@ -98,7 +103,7 @@ impl Aggregates {
             drops_over_time: BTreeMap::new(),
             start_ns,
             span_ns,
-            drop_bin_ns: (span_ns / 200).max(1_000_000),
+            drop_bin_ns: (span_ns / DROP_BINS).max(1_000_000),
             sample: Sampler::new(limits),
             incomplete_due_to_loss: 0,
             limits,
@@ -152,6 +157,9 @@ impl Aggregates {
                 .drops_over_time
                 .entry((bin, reason.clone()))
                 .or_default() += 1;
+            if self.drops_over_time.len() > MAX_DROP_ENTRIES {
+                self.coarsen_drop_bins(2);
+            }
         }
         for pair in t
             .functions_path
@@ -242,7 +250,32 @@ impl Aggregates {
             .collect()
     }
 
-    pub fn drops_out(&self) -> DropsOverTime {
+    /// Makes the drop bins `factor` times wider (an interrupted recording
+    /// has no known span, so its bins start narrow and widen as drops come).
+    fn coarsen_drop_bins(&mut self, factor: u64) {
+        let old = std::mem::take(&mut self.drops_over_time);
+        for ((bin, reason), n) in old {
+            *self
+                .drops_over_time
+                .entry((bin / factor, reason))
+                .or_default() += n;
+        }
+        self.drop_bin_ns *= factor;
+    }
+
+    /// At most [`DROP_BINS`] bins over the span (or the last drop).
+    pub fn drops_out(&mut self) -> DropsOverTime {
+        let last = self
+            .drops_over_time
+            .keys()
+            .map(|(b, _)| *b)
+            .max()
+            .unwrap_or(0);
+        let bins = (last + 1).max(self.span_ns.div_ceil(self.drop_bin_ns));
+        let factor = bins.div_ceil(DROP_BINS);
+        if factor > 1 {
+            self.coarsen_drop_bins(factor);
+        }
         let mut series: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
         let mut last_bin = 0;
         for ((bin, reason), n) in &self.drops_over_time {

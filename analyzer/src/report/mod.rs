@@ -209,7 +209,7 @@ pub async fn build(
 
 fn recording_report(
     r: &Recording,
-    agg: Aggregates,
+    mut agg: Aggregates,
     summary: &traces::model::Summary,
     queries: BTreeMap<&'static str, Vec<Map<String, Value>>>,
 ) -> RecordingReport {

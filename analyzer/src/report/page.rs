@@ -44,21 +44,39 @@ fn title(data: &PageData) -> String {
         .replace('>', "&gt;")
 }
 
+/// The template's slots, in the order they appear in it.
+const SLOTS: [&str; 4] = ["{{TITLE}}", "/*{{STYLE}}*/", "{{DATA}}", "/*{{SCRIPT}}*/"];
+
 pub fn html(data: &PageData) -> serde_json::Result<String> {
     let json = embeddable_json(data)?;
-    Ok(TEMPLATE
-        .replacen("{{TITLE}}", &title(data), 1)
-        .replacen("/*{{STYLE}}*/", STYLE, 1)
-        .replacen("{{DATA}}", &json, 1)
-        .replacen("/*{{SCRIPT}}*/", SCRIPT, 1))
+    let title = title(data);
+    let values = [title.as_str(), STYLE, json.as_str(), SCRIPT];
+    // Slots are looked for in the template only, never in what filled the
+    // ones before: a rule comment saying `{{DATA}}` stays text.
+    let mut out = String::with_capacity(TEMPLATE.len() + STYLE.len() + json.len() + SCRIPT.len());
+    let mut rest = TEMPLATE;
+    for (slot, value) in SLOTS.iter().zip(values) {
+        let at = rest
+            .find(slot)
+            .expect("the template has every slot, in order");
+        out.push_str(&rest[..at]);
+        out.push_str(value);
+        rest = &rest[at + slot.len()..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn the_template_has_each_slot_once_and_the_script_no_closing_tag() {
-        for slot in ["{{TITLE}}", "/*{{STYLE}}*/", "{{DATA}}", "/*{{SCRIPT}}*/"] {
+        let mut last = 0;
+        for slot in super::SLOTS {
             assert_eq!(super::TEMPLATE.matches(slot).count(), 1, "{slot}");
+            let at = super::TEMPLATE.find(slot).unwrap();
+            assert!(at >= last, "{slot} out of order");
+            last = at;
         }
         assert!(!super::SCRIPT.contains("</script"));
         assert!(!super::STYLE.contains("</style"));

@@ -96,7 +96,8 @@ impl Sampler {
             self.dropped.push(take(trace, "dropped"));
         } else if self.first.len() < self.limits.first {
             self.first.push(take(trace, "first"));
-        } else if self.limits.slowest > 0 {
+        } else if self.limits.slowest > 0 && trace.end != "in_flight" {
+            // An in-flight trace's duration is only how long it was seen.
             let d = trace.duration_ns;
             if self.slowest.len() < self.limits.slowest {
                 self.slowest

@@ -28,7 +28,7 @@ struct AppState {
     catalog: Catalog,
     params: Params,
     page: String,
-    one_pass: tokio::sync::Semaphore,
+    one_pass: Arc<tokio::sync::Semaphore>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -72,12 +72,23 @@ async fn pass<T: Send + 'static>(
     state: &Arc<AppState>,
     f: impl FnOnce(&AppState) -> Result<T, String> + Send + 'static,
 ) -> Result<T, Response> {
-    let _turn = state.one_pass.acquire().await.expect("never closed");
-    let state = state.clone();
-    tokio::task::spawn_blocking(move || f(&state))
+    // The permit goes with the pass: a client that hangs up does not let
+    // the next pass start while this one still runs.
+    let turn = state
+        .one_pass
+        .clone()
+        .acquire_owned()
         .await
-        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))
+        .expect("never closed");
+    let state = state.clone();
+    tokio::task::spawn_blocking(move || {
+        let result = f(&state);
+        drop(turn);
+        result
+    })
+    .await
+    .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))
 }
 
 fn run_traces(state: &AppState, filter: &Filter, sink: &mut dyn Sink) -> Result<(), String> {
@@ -201,7 +212,7 @@ pub async fn run(
         catalog,
         params,
         page: page_html,
-        one_pass: tokio::sync::Semaphore::new(1),
+        one_pass: Arc::new(tokio::sync::Semaphore::new(1)),
     });
     let app = Router::new()
         .route("/", get(page))

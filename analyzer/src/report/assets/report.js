@@ -36,6 +36,10 @@ function el(tag, attrs, ...children) {
   return node;
 }
 
+// The largest of many numbers (a spread `Math.max(...v)` overflows the
+// stack for long arrays).
+const maxOf = (values, floor) => values.reduce((a, b) => (b > a ? b : a), floor);
+
 const fmt = {
   n: (v) => (v === null || v === undefined ? "-" : Number(v).toLocaleString("en-US")),
   ns: (v) => {
@@ -151,7 +155,7 @@ function drawGraph(nodes, edges, onPick) {
   const width = PAD * 2 + maxCols * COL_W + 60;
   const height = PAD * 2 + Math.max(1, rowIndex.length) * ROW_H;
   const svg = el("svg:svg", { width, height, viewBox: `0 0 ${width} ${height}`, class: "graph", role: "img" });
-  const maxPackets = Math.max(1, ...edges.map((e) => e.packets));
+  const maxPackets = maxOf(edges.map((e) => e.packets), 1);
   const byKey = new Map(nodes.map((n) => [n.key, n]));
   for (const e of edges) {
     const a = pos.get(e.from), b = pos.get(e.to);
@@ -215,7 +219,7 @@ function nodePanel(panel, n, sides) {
   }
 }
 
-function graphSection(recs) {
+function graphSection(recs, id, title) {
   // One graph: a recording's, or for a diff the union with each node and
   // edge marked by the side(s) it is on.
   const nodes = new Map(), edges = new Map();
@@ -246,7 +250,7 @@ function graphSection(recs) {
   const labels = recs.length > 1 ? ["base " + recs[0].name, "new " + recs[1].name] : [""];
   const svg = drawGraph([...nodes.values()], [...edges.values()], (n) => nodePanel(panel, n, labels.map((l, i) => [l, n.sides[i]])));
   const hidden = recs.map((r) => r.graph.hidden_nodes).reduce((a, b) => Math.max(a, b), 0);
-  return section("graph", "Packet path graph",
+  return section(id, title,
     graphLegend(),
     recs.length > 1 ? el("p", { class: "note" }, "green: only in the new recording; dashed: only in the base (vanished)") : null,
     hidden ? el("p", { class: "note", "data-hidden-nodes": hidden }, fmt.n(hidden) + " rarely used nodes are not drawn; every table counts them") : null,
@@ -324,7 +328,7 @@ function dropsChart(rec) {
   if (!reasons.length) return el("p", { class: "muted" }, "No drops over time.");
   const totals = new Array(Number(d.bins)).fill(0);
   for (const r of reasons) for (const [bin, n] of d.series[r]) totals[bin] += n;
-  const max = Math.max(1, ...totals);
+  const max = maxOf(totals, 1);
   const W = 720, H = 150, bw = Math.max(1, Math.floor((W - 40) / totals.length));
   const svg = el("svg:svg", { width: W, height: H + 30, class: "drops-chart" });
   totals.forEach((n, i) => {
@@ -363,7 +367,7 @@ function histogram(summary, title) {
   const bs = summary.buckets;
   const lo = Math.log10(Math.max(1, bs[0].low_ns)), hi = Math.log10(Math.max(10, bs[bs.length - 1].high_ns + 1));
   const x = (v) => 40 + ((Math.log10(Math.max(1, v)) - lo) / Math.max(1e-9, hi - lo)) * (W - 60);
-  const max = Math.max(...bs.map((b) => b.count));
+  const max = maxOf(bs.map((b) => b.count), 1);
   for (const b of bs) {
     const h = Math.max(1, (b.count / max) * H);
     svg.append(el("svg:rect", { class: "bar", x: x(b.low_ns), y: H - h + 5, width: Math.max(1.5, x(b.high_ns + 1) - x(b.low_ns) - 0.5), height: h },
@@ -409,11 +413,14 @@ function latencySection(recs) {
 // ---- the per-packet viewer ------------------------------------------------
 
 function timeline(t) {
-  const items = t.functions_path.map((name, i) => ({ at: t.path_offsets_ns[i] || 0, kind: "fn", name }));
+  // Traces from /api/traces have no per-hop times: their functions are
+  // listed in order, without offsets.
+  const offsets = t.path_offsets_ns || null;
+  const items = t.functions_path.map((name, i) => ({ at: offsets ? offsets[i] || 0 : null, kind: "fn", name }));
   for (const e of t.nft_events) items.push({ at: Math.max(0, e.timestamp_ns - t.first_seen_ns), kind: "nft", e });
-  items.sort((a, b) => a.at - b.at);
+  if (offsets) items.sort((a, b) => a.at - b.at);
   if (t.drop_reason) items.push({ at: t.duration_ns, kind: "drop" });
-  const li = (cls, at, what, detail) => el("li", { class: cls }, el("span", { class: "t" }, "+" + fmt.ns(at)), el("span", {}, what), el("span", { class: "code" }, detail));
+  const li = (cls, at, what, detail) => el("li", { class: cls }, el("span", { class: "t" }, at === null ? "" : "+" + fmt.ns(at)), el("span", {}, what), el("span", { class: "code" }, detail));
   return el("ol", { class: "timeline", "data-trace": t.trace_id }, items.map((it) => {
     if (it.kind === "fn") return li("fn", it.at, it.name.includes(":") ? "tracepoint" : "function", it.name);
     if (it.kind === "drop") return li("drop", it.at, "DROP", t.drop_reason + (t.drop_location ? " at " + t.drop_location : ""));
@@ -423,6 +430,18 @@ function timeline(t) {
     return li("nft", it.at, e.type + " [" + e.source + "]", where + rule + (e.verdict ? " → " + e.verdict + (e.target ? " " + e.target : "") : "") +
       (e.rule_text ? "\n  " + e.rule_text : ""));
   }));
+}
+
+// `tcp 10.0.0.1:40000 > 10.0.0.2:80`, as the analyzer prints a flow.
+function flowOf(t) {
+  const p = t.packet_info;
+  if (p.ip_version === null) return "non-ip";
+  const end = (ip, port) => {
+    ip = ip === null ? "?" : ip;
+    if (port === null) return ip;
+    return ip.includes(":") ? "[" + ip + "]:" + port : ip + ":" + port;
+  };
+  return (p.protocol || "-") + " " + end(p.src_ip, p.src_port) + " > " + end(p.dst_ip, p.dst_port);
 }
 
 function traceFacts(t) {
@@ -452,9 +471,12 @@ function viewerSection(recs, live) {
     ], traces.slice(0, 500), (t) => ({ class: "trace-row clickable", "data-trace": t.trace_id, onclick: (ev) => show(t, ev.currentTarget) })));
     if (traces.length) show(traces[0], list.querySelector("tr.trace-row"));
   };
-  const filter = () => {
+  const wanted = (t) => {
     const f = flowIn.value.trim(), v = verdictIn.value, r = reasonIn.value;
-    const hits = all.filter((t) => (!f || t.flow.includes(f)) && (!v || (t.stats.final_verdict || "none") === v) && (!r || t.drop_reason === r));
+    return (!f || t.flow.includes(f)) && (!v || (t.stats.final_verdict || "none") === v) && (!r || t.drop_reason === r);
+  };
+  const filter = () => {
+    const hits = all.filter(wanted);
     render(hits, fmt.n(hits.length) + " matching traces in the sample" + (hits.length > 500 ? " (first 500 listed)" : ""));
   };
   for (const input of [flowIn, verdictIn, reasonIn]) input.addEventListener("input", filter);
@@ -468,10 +490,15 @@ function viewerSection(recs, live) {
       const res = await fetch("api/traces?" + q);
       if (!res.ok) { fail("GET /api/traces: " + res.status + " " + (await res.text())); return; }
       const body = await res.json();
-      render(body.traces.map((t) => ({ ...t, flow: t.flow, recordingName: t.recording, why: "search" })),
-        fmt.n(body.traces.length) + " traces from the server" + (body.summary ? " (" + fmt.n(body.summary.traces) + " in all)" : ""));
+      // The server filters by flow and verdict; "none" and the drop reason
+      // are applied here.
+      const got = body.traces.map((t) => ({ ...t, flow: flowOf(t), recordingName: t.recording, why: "search" })).filter(wanted);
+      render(got, fmt.n(got.length) + " traces from the server" + (body.summary ? " (of " + fmt.n(body.summary.traces) + " in all)" : ""));
+      document.body.dataset.searched = String(got.length);
     });
     controls.append(button);
+    // `serve`'s page with #search-all searches at once (a link to share).
+    if (location.hash === "#search-all") setTimeout(() => button.click(), 0);
   }
   const notes = recs.map((r) => el("p", { class: "note", "data-sample": r.name }, r.name + ": " + r.sample.note));
   const section_ = section("viewer", "Packets", ...notes, controls, list, shown);
@@ -529,7 +556,10 @@ function main() {
   main.append(section("recording", data.kind === "diff" ? "Recordings" : "Recording",
     recs.length > 1 ? el("div", { class: "sides" }, headers) : headers));
   if (data.diff) main.append(diffSection(data.diff));
-  main.append(graphSection(recs), verdictSection(recs), dropsSection(recs), latencySection(recs), viewerSection(recs, data.live), lossSection(recs));
+  if (data.kind === "diff") main.append(graphSection(recs, "graph", "Packet path graph"));
+  else recs.forEach((r, i) => main.append(graphSection([r], i ? "graph-" + (i + 1) : "graph",
+    recs.length > 1 ? "Path graph: " + r.name : "Packet path graph")));
+  main.append(verdictSection(recs), dropsSection(recs), latencySection(recs), viewerSection(recs, data.live), lossSection(recs));
   main.append(el("p", { class: "note" }, "nft-analyzer " + data.tool_version + " · every string above comes from the recording, shown as text"));
   document.body.dataset.ready = "1";
 }
