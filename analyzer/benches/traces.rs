@@ -10,84 +10,16 @@
 //! into target/bench-recording-EVENTS and reused. Prints events/s and peak
 //! RSS of each run; figures go to docs/benchmarks.md.
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::process::Command;
-use std::time::Instant;
 
+use common::{events_arg, recording, timed};
 use nft_analyzer::queries::{self, Params};
-use nft_analyzer::synth::{generate, Spec};
-
-/// Runs a command under GNU time; returns (seconds, peak RSS MiB, stdout).
-fn timed(cmd: &mut Command) -> (f64, f64, String) {
-    let rss_file = std::env::temp_dir().join(format!("nt-bench-rss-{}", std::process::id()));
-    let mut wrapped = Command::new("/usr/bin/time");
-    wrapped
-        .arg("-f")
-        .arg("%M")
-        .arg("-o")
-        .arg(&rss_file)
-        .arg(cmd.get_program())
-        .args(cmd.get_args());
-    let start = Instant::now();
-    let out = wrapped.output().expect("run /usr/bin/time");
-    let secs = start.elapsed().as_secs_f64();
-    assert!(
-        out.status.success(),
-        "{:?}: {}",
-        cmd,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let kib: f64 = std::fs::read_to_string(&rss_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let _ = std::fs::remove_file(&rss_file);
-    (
-        secs,
-        kib / 1024.0,
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
-}
-
-fn dir_bytes(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().metadata().unwrap().len())
-        .sum()
-}
 
 fn main() {
-    let events: u64 = std::env::args()
-        .skip(1)
-        .find(|a| !a.starts_with('-'))
-        .map(|a| a.parse().expect("EVENTS must be a number"))
-        .unwrap_or(10_000_000);
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    // v2: events at about 5 M/s (v1 packed them 5 ns apart). The schema
-    // version is in the name: DuckDB reads the files as they are, and the
-    // SQL names every column of the current schema.
-    let dir = root.join(format!(
-        "target/bench-recording-v2-schema{}-{events}",
-        nft_schema::SCHEMA_VERSION
-    ));
-    let spec = Spec {
-        events,
-        ..Spec::default()
-    };
-    if !dir.join("recording.json").exists() {
-        let start = Instant::now();
-        let g = generate(&dir, &spec).expect("generate");
-        let secs = start.elapsed().as_secs_f64();
-        println!(
-            "generated {} events, {} packets, {} duplicates, {} drops in {secs:.1} s ({:.2} bytes/event)",
-            g.events,
-            g.packets,
-            g.duplicates,
-            g.drops,
-            dir_bytes(&dir) as f64 / g.events as f64
-        );
-    }
+    let events = events_arg();
+    let dir = recording(events);
     let analyzer = env!("CARGO_BIN_EXE_nft-analyzer");
     let rec = dir.to_str().unwrap();
 

@@ -298,6 +298,16 @@ async fn open(dirs: &[PathBuf], tuning: &Tuning) -> anyhow::Result<Catalog> {
     Ok(catalog)
 }
 
+/// [`open`], then the catalog's warnings on stderr (for commands whose
+/// output does not carry them).
+async fn open_warned(dirs: &[PathBuf], tuning: &Tuning) -> anyhow::Result<Catalog> {
+    let catalog = open(dirs, tuning).await?;
+    for w in catalog.warnings() {
+        eprintln!("warning: {w}");
+    }
+    Ok(catalog)
+}
+
 async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
     let stdout = std::io::stdout();
     match cli.command {
@@ -327,10 +337,7 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
                 (Some(_), Some(_)) => anyhow::bail!("give either SQL or --query, not both"),
                 (None, None) => None,
             };
-            let catalog = open(&dirs, &tuning).await?;
-            for w in catalog.warnings() {
-                eprintln!("warning: {w}");
-            }
+            let catalog = open_warned(&dirs, &tuning).await?;
             match sql {
                 Some(sql) => shell::execute(&catalog, &sql, format, &mut stdout.lock()).await?,
                 None => {
@@ -458,10 +465,7 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
             sample,
             tuning,
         } => {
-            let catalog = open(&recordings, &tuning).await?;
-            for w in catalog.warnings() {
-                eprintln!("warning: {w}");
-            }
+            let catalog = open_warned(&recordings, &tuning).await?;
             let html = report_page(&catalog, &tuning, sample.limits(), None, false).await?;
             write_file(&output, html.as_bytes())?;
             eprintln!("wrote {} ({} bytes)", output.display(), html.len());
@@ -472,10 +476,7 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
             sample,
             tuning,
         } => {
-            let catalog = open(&recordings, &tuning).await?;
-            for w in catalog.warnings() {
-                eprintln!("warning: {w}");
-            }
+            let catalog = open_warned(&recordings, &tuning).await?;
             let html = report_page(&catalog, &tuning, sample.limits(), None, true).await?;
             report::serve::run(catalog, tuning.params(), html, listen, |addr| {
                 eprintln!("serving http://{addr}/ (ctrl-c stops)")
@@ -503,10 +504,7 @@ async fn run_diff(
     if want.format == DiffFormat::Html && want.output.is_none() {
         anyhow::bail!("--format html needs --output FILE");
     }
-    let catalog = open(dirs, tuning).await?;
-    for w in catalog.warnings() {
-        eprintln!("warning: {w}");
-    }
+    let catalog = open_warned(dirs, tuning).await?;
     let progress = progress_bar();
     let params = tuning.params();
     let report = diff::run(

@@ -212,13 +212,7 @@ fn glob_characters_in_a_recording_path_are_literal() {
             let entry = entry.unwrap();
             std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
         }
-        let batches = sql(&[&dir], "SELECT count(*) AS n FROM events");
-        let n = batches[0]
-            .column(0)
-            .as_any()
-            .downcast_ref::<arrow::array::Int64Array>()
-            .unwrap()
-            .value(0);
+        let n = event_count(&dir);
         assert_eq!(n, 1, "{name}: read another recording's events");
     }
 }
@@ -232,14 +226,18 @@ fn a_recording_path_through_dot_dot_is_read() {
     let dir = own.finish();
     let name = dir.file_name().unwrap().to_owned();
     let via = dir.join("..").join(&name);
-    let batches = sql(&[&via], "SELECT count(*) AS n FROM events");
-    let n = batches[0]
+    assert_eq!(event_count(&via), 1);
+}
+
+/// `SELECT count(*) FROM events` of one recording.
+fn event_count(dir: &std::path::Path) -> i64 {
+    let batches = sql(&[dir], "SELECT count(*) AS n FROM events");
+    batches[0]
         .column(0)
         .as_any()
         .downcast_ref::<arrow::array::Int64Array>()
         .unwrap()
-        .value(0);
-    assert_eq!(n, 1);
+        .value(0)
 }
 
 /// Opens `dir` on another thread: a FIFO read by mistake would block it

@@ -284,21 +284,15 @@ fn report_diff_and_serve_in_a_real_browser() {
         .into_iter()
         .filter(|r| r.has_class("rule-pair"))
         .collect();
-    let vmap = pairs
-        .iter()
-        .find(|p| {
-            p.attr("data-rule")
-                .is_some_and(|t| t.contains("9 : accept"))
-        })
-        .expect("the vmap rule's row");
+    let pair = |text: &str| {
+        pairs
+            .iter()
+            .find(|p| p.attr("data-rule").is_some_and(|t| t.contains(text)))
+            .unwrap_or_else(|| panic!("no row for the rule with {text:?}"))
+    };
+    let vmap = pair("9 : accept");
     assert!(vmap.has_class("changed"), "{vmap:?}");
-    let icmp = pairs
-        .iter()
-        .find(|p| {
-            p.attr("data-rule")
-                .is_some_and(|t| t.contains("echo-request"))
-        })
-        .expect("the ICMP rule's row");
+    let icmp = pair("echo-request");
     assert!(
         !icmp.has_class("changed"),
         "an unchanged rule is not marked: {icmp:?}"
