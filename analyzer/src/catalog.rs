@@ -12,10 +12,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow::array::{
-    new_null_array, ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray, UInt32Array,
-    UInt64Array,
+    ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray, UInt32Array, UInt64Array,
 };
-use arrow::compute::cast;
 use arrow::datatypes::SchemaRef;
 use datafusion::catalog::TableProvider;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
@@ -29,6 +27,8 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use nft_schema::columns::RECORDING;
 use nft_schema::tables::{self, names};
+
+use nft_reader::conform::conform;
 
 use crate::queries;
 use crate::recording::{open_all, OpenError, Recording};
@@ -115,7 +115,7 @@ impl Catalog {
                 if !open.is_empty() {
                     let rows = open
                         .iter()
-                        .map(|b| conform(b, &schema))
+                        .map(|b| conform(b, &schema).map_err(DataFusionError::from))
                         .collect::<Result<Vec<_>, _>>()
                         .map_err(df(table))?;
                     register(
@@ -184,6 +184,20 @@ impl Catalog {
         self.recordings
             .iter()
             .flat_map(|r| r.warnings.iter().map(String::as_str))
+    }
+
+    /// Why results over these recordings are partial: damaged or missing
+    /// parts, lost events, an unclean end (each also a warning). Empty:
+    /// the input is complete.
+    pub fn incomplete(&self) -> impl Iterator<Item = &str> {
+        self.recordings
+            .iter()
+            .flat_map(|r| r.incomplete.iter().map(String::as_str))
+    }
+
+    /// Whether any recording is incomplete.
+    pub fn is_partial(&self) -> bool {
+        self.recordings.iter().any(|r| r.is_incomplete())
     }
 }
 
@@ -268,24 +282,6 @@ async fn union_view(
 /// A SQL string literal.
 pub fn sql_string(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
-}
-
-/// A batch from an older writer, brought to the current schema: columns
-/// matched by name (cast when the type differs), missing ones null.
-pub(crate) fn conform(
-    batch: &RecordBatch,
-    schema: &SchemaRef,
-) -> Result<RecordBatch, DataFusionError> {
-    let columns = schema
-        .fields()
-        .iter()
-        .map(|field| match batch.column_by_name(field.name()) {
-            Some(col) if col.data_type() == field.data_type() => Ok(col.clone()),
-            Some(col) => cast(col, field.data_type()),
-            None => Ok(new_null_array(field.data_type(), batch.num_rows())),
-        })
-        .collect::<Result<Vec<ArrayRef>, _>>()?;
-    Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
 fn recordings_batch(recs: &[Recording]) -> Result<RecordBatch, DataFusionError> {

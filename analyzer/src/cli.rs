@@ -9,6 +9,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use nft_analyzer::catalog::{Catalog, Settings};
 use nft_analyzer::diff;
+use nft_analyzer::escape::Shown;
+use nft_analyzer::exit::Outcome;
 use nft_analyzer::output::Format;
 use nft_analyzer::queries::{self, Params};
 use nft_analyzer::report::{self, collect::Limits};
@@ -24,11 +26,20 @@ use nft_analyzer::traces::{self, sinks, Filter};
     long_about = "Analyse nft-tracer recordings anywhere (no root, no BTF, no kernel needed) \
                   with DataFusion SQL: turn events into per-packet traces, run SQL over the \
                   recording's tables, and diff two recordings to see what a ruleset or kernel \
-                  change did to the packets."
+                  change did to the packets.",
+    after_help = "Exit codes: 0 complete; 1 a gate (diff --fail-on) found what it gates on; \
+                  2 an error; 3 partial input (a damaged or missing part was left out, events \
+                  were lost, or a recording did not end cleanly) under a gate or --strict. \
+                  Partial results always say so."
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Fail (exit 3) when the input is partial: a damaged or missing part
+    /// of a recording was left out, events were lost, or a recording did
+    /// not end cleanly. The output is written either way, and says so.
+    #[arg(long, global = true)]
+    pub strict: bool,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -175,7 +186,8 @@ pub enum Command {
     /// Compare two recordings (before/after a change): paths, rule and flow
     /// verdicts, drops, latency, and the losses that may explain them.
     /// `--fail-on` makes it a CI gate: exit 1 when such a difference is
-    /// found, 0 when not, 2 on error.
+    /// found, 0 when not, 2 on error, 3 when the input is partial (a gate
+    /// does not pass on data with parts missing).
     #[command(after_help = "Examples:\n  \
         nft-analyzer diff before/ after/\n  \
         nft-analyzer diff before/ after/ --format markdown > diff.md\n  \
@@ -267,9 +279,6 @@ pub enum Command {
     },
 }
 
-/// Exit code of `diff` when it could not compare (1 means "differences").
-const DIFF_TROUBLE: u8 = 2;
-
 fn parse_bytes(s: &str) -> Result<usize, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
@@ -290,7 +299,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(run_async(cli))
+    let strict = cli.strict;
+    let outcome = runtime.block_on(run_async(cli))?;
+    Ok(outcome.exit_code(strict))
 }
 
 async fn open(dirs: &[PathBuf], tuning: &Tuning) -> anyhow::Result<Catalog> {
@@ -303,59 +314,27 @@ async fn open(dirs: &[PathBuf], tuning: &Tuning) -> anyhow::Result<Catalog> {
 async fn open_warned(dirs: &[PathBuf], tuning: &Tuning) -> anyhow::Result<Catalog> {
     let catalog = open(dirs, tuning).await?;
     for w in catalog.warnings() {
-        eprintln!("warning: {w}");
+        eprintln!("warning: {}", Shown(w));
     }
     Ok(catalog)
 }
 
-async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
-    let stdout = std::io::stdout();
+async fn run_async(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Queries => {
-            let mut out = stdout.lock();
+            let mut out = std::io::stdout().lock();
             for q in queries::QUERIES {
                 use std::io::Write;
                 writeln!(out, "{:<16} {}", q.name, q.summary())?;
             }
+            Ok(Outcome::Complete)
         }
         Command::Sql {
             args,
             query,
             format,
             tuning,
-        } => {
-            let (dirs, sql) = split_sql_args(&args, query.is_some())?;
-            let params = tuning.params();
-            let sql = match (&query, sql) {
-                (Some(name), None) => {
-                    let q = queries::find(name).with_context(|| {
-                        format!("no query named {name:?}; `nft-analyzer queries` lists them")
-                    })?;
-                    Some(params.bind(q.sql))
-                }
-                (None, Some(sql)) => Some(params.bind(&sql)),
-                (Some(_), Some(_)) => anyhow::bail!("give either SQL or --query, not both"),
-                (None, None) => None,
-            };
-            let catalog = open_warned(&dirs, &tuning).await?;
-            match sql {
-                Some(sql) => shell::execute(&catalog, &sql, format, &mut stdout.lock()).await?,
-                None => {
-                    use std::io::IsTerminal;
-                    let stdin = std::io::stdin();
-                    let interactive = stdin.is_terminal();
-                    shell::run(
-                        &catalog,
-                        &params,
-                        format,
-                        &mut stdin.lock(),
-                        interactive,
-                        &mut stdout.lock(),
-                    )
-                    .await?;
-                }
-            }
-        }
+        } => run_sql(&args, query.as_deref(), format, &tuning).await,
         Command::Traces {
             recordings,
             format,
@@ -366,7 +345,6 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
             limit,
             tuning,
         } => {
-            let catalog = open(&recordings, &tuning).await?;
             let filter = Filter {
                 verdict,
                 flow,
@@ -374,49 +352,13 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
                 limit,
                 ..Filter::default()
             };
-            let out: Box<dyn std::io::Write + Send> = match &output {
-                Some(path) => Box::new(std::io::BufWriter::new(
-                    std::fs::File::create(path)
-                        .with_context(|| format!("creating {}", path.display()))?,
-                )),
-                None if format == TraceFormat::Parquet => {
-                    anyhow::bail!("--format parquet needs --output FILE")
-                }
-                None => Box::new(std::io::BufWriter::new(std::io::stdout())),
-            };
-            let session: Vec<&str> = catalog.recordings.iter().map(|r| r.name.as_str()).collect();
-            let mode = catalog
-                .recordings
-                .first()
-                .map(|r| r.manifest.backend.clone())
-                .unwrap_or_default();
-            let mut sink: Box<dyn sinks::Sink> = match format {
-                TraceFormat::Json => {
-                    Box::new(sinks::JsonSink::new(out, &session.join(","), &mode)?)
-                }
-                TraceFormat::Ndjson => Box::new(sinks::NdjsonSink(out)),
-                TraceFormat::Table => Box::new(sinks::TableSink::new(out)),
-                TraceFormat::Parquet => Box::new(sinks::ParquetSink::new(out)?),
-            };
-            let progress = progress_bar();
-            let summary = traces::run(
-                &catalog,
-                &tuning.params(),
-                &filter,
-                sink.as_mut(),
-                &progress,
-            )
-            .await?;
-            sink.finish(&summary)?;
-            if format != TraceFormat::Table {
-                for w in &summary.warnings {
-                    eprintln!("warning: {w}");
-                }
-            }
+            run_traces(&recordings, format, output.as_deref(), &filter, &tuning).await
         }
         Command::Stats { recordings, tuning } => {
             let catalog = open(&recordings, &tuning).await?;
-            nft_analyzer::stats::run(&catalog, &tuning.params(), &mut stdout.lock()).await?;
+            nft_analyzer::stats::run(&catalog, &tuning.params(), &mut std::io::stdout().lock())
+                .await?;
+            Ok(Outcome::of(&catalog))
         }
         Command::Diff {
             base,
@@ -433,31 +375,21 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
             min_count,
             tuning,
         } => {
-            let tolerances = diff::Tolerances {
-                share: share_tolerance,
-                count: count_tolerance,
-                latency: latency_threshold,
-                latency_floor_ns: latency_floor.as_nanos() as u64,
-                min_samples,
-                min_count,
-            };
             let want = DiffRun {
                 format,
                 output,
                 exact_flows,
-                tolerances,
+                tolerances: diff::Tolerances {
+                    share: share_tolerance,
+                    count: count_tolerance,
+                    latency: latency_threshold,
+                    latency_floor_ns: latency_floor.as_nanos() as u64,
+                    min_samples,
+                    min_count,
+                },
             };
-            // Like diff(1): 0 no difference, 1 differences, 2 trouble.
-            let report = match run_diff(&[base, new], &tuning, &want).await {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("nft-analyzer: error: {e:#}");
-                    return Ok(ExitCode::from(DIFF_TROUBLE));
-                }
-            };
-            if report.has_any(&fail_on) {
-                return Ok(ExitCode::from(1));
-            }
+            let (report, partial) = run_diff(&[base, new], &tuning, &want).await?;
+            Ok(Outcome::of_gate(&report, &fail_on, partial))
         }
         Command::Report {
             recordings,
@@ -469,23 +401,122 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
             let html = report_page(&catalog, &tuning, sample.limits(), None, false).await?;
             write_file(&output, html.as_bytes())?;
             eprintln!("wrote {} ({} bytes)", output.display(), html.len());
+            Ok(Outcome::of(&catalog))
         }
         Command::Serve {
             recordings,
             listen,
             sample,
             tuning,
-        } => {
-            let catalog = open_warned(&recordings, &tuning).await?;
-            let html = report_page(&catalog, &tuning, sample.limits(), None, true).await?;
-            report::serve::run(catalog, tuning.params(), html, listen, |addr| {
-                eprintln!("serving http://{addr}/ (ctrl-c stops)")
-            })
-            .await
-            .with_context(|| format!("serving on {listen}"))?;
+        } => run_serve(&recordings, listen, &sample, &tuning, cli.strict).await,
+    }
+}
+
+async fn run_sql(
+    args: &[String],
+    query: Option<&str>,
+    format: Format,
+    tuning: &Tuning,
+) -> anyhow::Result<Outcome> {
+    let (dirs, sql) = split_sql_args(args, query.is_some())?;
+    let params = tuning.params();
+    let sql = match (query, sql) {
+        (Some(name), None) => {
+            let q = queries::find(name).with_context(|| {
+                format!("no query named {name:?}; `nft-analyzer queries` lists them")
+            })?;
+            Some(params.bind(q.sql))
+        }
+        (None, Some(sql)) => Some(params.bind(&sql)),
+        (Some(_), Some(_)) => anyhow::bail!("give either SQL or --query, not both"),
+        (None, None) => None,
+    };
+    let catalog = open_warned(&dirs, tuning).await?;
+    let stdout = std::io::stdout();
+    match sql {
+        Some(sql) => shell::execute(&catalog, &sql, format, &mut stdout.lock()).await?,
+        None => {
+            use std::io::IsTerminal;
+            let stdin = std::io::stdin();
+            let interactive = stdin.is_terminal();
+            shell::run(
+                &catalog,
+                &params,
+                format,
+                &mut stdin.lock(),
+                interactive,
+                &mut stdout.lock(),
+            )
+            .await?;
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Outcome::of(&catalog))
+}
+
+async fn run_traces(
+    recordings: &[PathBuf],
+    format: TraceFormat,
+    output: Option<&std::path::Path>,
+    filter: &Filter,
+    tuning: &Tuning,
+) -> anyhow::Result<Outcome> {
+    let catalog = open(recordings, tuning).await?;
+    let out: Box<dyn std::io::Write + Send> = match output {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        )),
+        None if format == TraceFormat::Parquet => {
+            anyhow::bail!("--format parquet needs --output FILE")
+        }
+        None => Box::new(std::io::BufWriter::new(std::io::stdout())),
+    };
+    let session: Vec<&str> = catalog.recordings.iter().map(|r| r.name.as_str()).collect();
+    let mode = catalog
+        .recordings
+        .first()
+        .map(|r| r.manifest.backend.clone())
+        .unwrap_or_default();
+    let mut sink: Box<dyn sinks::Sink> = match format {
+        TraceFormat::Json => Box::new(sinks::JsonSink::new(out, &session.join(","), &mode)?),
+        TraceFormat::Ndjson => Box::new(sinks::NdjsonSink(out)),
+        TraceFormat::Table => Box::new(sinks::TableSink::new(out)),
+        TraceFormat::Parquet => Box::new(sinks::ParquetSink::new(out)?),
+    };
+    let summary = traces::run(
+        &catalog,
+        &tuning.params(),
+        filter,
+        sink.as_mut(),
+        &progress_bar(),
+    )
+    .await?;
+    sink.finish(&summary)?;
+    if format != TraceFormat::Table {
+        for w in &summary.warnings {
+            eprintln!("warning: {}", Shown(w));
+        }
+    }
+    Ok(Outcome::of(&catalog))
+}
+
+async fn run_serve(
+    recordings: &[PathBuf],
+    listen: std::net::SocketAddr,
+    sample: &SampleArgs,
+    tuning: &Tuning,
+    strict: bool,
+) -> anyhow::Result<Outcome> {
+    let catalog = open_warned(recordings, tuning).await?;
+    if strict && catalog.is_partial() {
+        return Ok(Outcome::of(&catalog));
+    }
+    let html = report_page(&catalog, tuning, sample.limits(), None, true).await?;
+    report::serve::run(catalog, tuning.params(), html, listen, |addr| {
+        eprintln!("serving http://{addr}/ (ctrl-c stops)")
+    })
+    .await
+    .with_context(|| format!("serving on {listen}"))?;
+    Ok(Outcome::Complete)
 }
 
 /// What `diff` was asked for besides the recordings.
@@ -496,11 +527,12 @@ struct DiffRun {
     tolerances: diff::Tolerances,
 }
 
+/// The diff's report, and whether its input was partial.
 async fn run_diff(
     dirs: &[PathBuf],
     tuning: &Tuning,
     want: &DiffRun,
-) -> anyhow::Result<diff::Report> {
+) -> anyhow::Result<(diff::Report, bool)> {
     if want.format == DiffFormat::Html && want.output.is_none() {
         anyhow::bail!("--format html needs --output FILE");
     }
@@ -537,7 +569,7 @@ async fn run_diff(
             std::io::stdout().lock().write_all(text.as_bytes())?;
         }
     }
-    Ok(report)
+    Ok((report, catalog.is_partial()))
 }
 
 /// The report page of `catalog`'s recordings (and of a diff's findings).

@@ -5,6 +5,7 @@ mod cli;
 use std::process::ExitCode;
 
 use clap::Parser;
+use nft_analyzer::{escape, exit};
 
 /// mimalloc, not glibc's malloc: building traces allocates and frees
 /// millions of small vectors and strings, and glibc's free lists cost a
@@ -25,15 +26,44 @@ fn main() -> ExitCode {
     // SAFETY: a plain option store, before any other thread exists.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
     let args = cli::Cli::parse();
-    match cli::run(args) {
-        Ok(code) => code,
+    // A panic anywhere (parquet-rs still has panics on malformed input,
+    // and DataFusion re-raises a worker's panic on the caller) becomes an
+    // error with exit 2, never a crash and never a result.
+    std::panic::set_hook(Box::new(|info| {
+        let at = info
+            .location()
+            .map(|l| format!(" at {l}"))
+            .unwrap_or_default();
+        eprintln!(
+            "nft-analyzer: internal error (a panic{at}): {}",
+            panic_text(info.payload())
+        );
+    }));
+    let run = std::panic::catch_unwind(|| cli::run(args));
+    match run {
+        Ok(Ok(code)) => code,
         // A reader that went away (`| head`) is not an error.
-        Err(e) if broken_pipe(&e) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("nft-analyzer: error: {}", said_once(&e));
-            ExitCode::from(1)
+        Ok(Err(e)) if broken_pipe(&e) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            eprintln!("nft-analyzer: error: {}", escape::terminal(&said_once(&e)));
+            ExitCode::from(exit::ERROR)
+        }
+        Err(_) => {
+            eprintln!(
+                "nft-analyzer: error: stopped by the panic above; the input may be damaged, \
+                 and no result was given"
+            );
+            ExitCode::from(exit::ERROR)
         }
     }
+}
+
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
 }
 
 /// The error and its causes on one line, each said once: many errors

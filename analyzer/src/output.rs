@@ -5,7 +5,7 @@ use std::io::Write;
 
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
+use arrow::array::{ArrayRef, RecordBatch, StringArray};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Schema};
 use arrow::error::ArrowError;
@@ -41,7 +41,8 @@ pub fn write_batches(
                 let names: Vec<_> = schema.fields().iter().map(|f| f.name().clone()).collect();
                 writeln!(out, "(no rows; columns: {})", names.join(", "))?;
             } else {
-                writeln!(out, "{}", pretty_format_batches(batches)?)?;
+                let shown = batches.iter().map(shown).collect::<Result<Vec<_>, _>>()?;
+                writeln!(out, "{}", pretty_format_batches(&shown)?)?;
             }
         }
         Format::Csv => {
@@ -86,6 +87,26 @@ fn plain(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
         }
     }
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+}
+
+/// The batch with its string cells escaped for a terminal
+/// ([`crate::escape`]): a rule's text cannot send escape sequences or
+/// forge rows.
+fn shown(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|col| match col.as_any().downcast_ref::<StringArray>() {
+            Some(strings) => Arc::new(
+                strings
+                    .iter()
+                    .map(|v| v.map(|v| crate::escape::terminal(v).into_owned()))
+                    .collect::<StringArray>(),
+            ) as ArrayRef,
+            None => col.clone(),
+        })
+        .collect();
+    RecordBatch::try_new(batch.schema(), columns)
 }
 
 /// Query results as JSON objects, one per row, nulls kept (the HTML report

@@ -4,6 +4,7 @@
 use std::io::Write;
 
 use crate::catalog::Catalog;
+use crate::escape::Shown;
 use crate::output::{write_batches, Format};
 use crate::queries::{self, Params};
 use crate::traces::model::{Summary, Trace};
@@ -78,16 +79,32 @@ pub async fn run(catalog: &Catalog, params: &Params, out: &mut dyn Write) -> any
             .stopped_ns
             .map(|s| format!("{:.1} s", s.saturating_sub(m.started_ns) as f64 / 1e9))
             .unwrap_or_else(|| "unknown (interrupted)".into());
-        writeln!(out, "== recording {} ({})", rec.name, rec.dir.display())?;
         writeln!(
             out,
-            "host {}, kernel {}, backend {}, schema {}, nft-recorder {}",
-            m.host, m.kernel_release, m.backend, m.schema_version, m.tool_version
+            "== recording {} ({})",
+            Shown(&rec.name),
+            Shown(&rec.dir.display().to_string())
         )?;
         writeln!(
             out,
+            "host {}, kernel {}, backend {}, schema {}, nft-recorder {}",
+            Shown(&m.host),
+            Shown(&m.kernel_release),
+            Shown(&m.backend),
+            m.schema_version,
+            Shown(&m.tool_version)
+        )?;
+        if rec.is_incomplete() {
+            writeln!(
+                out,
+                "PARTIAL: {} thing(s) missing from this recording (see the warnings)",
+                rec.incomplete.len()
+            )?;
+        }
+        writeln!(
+            out,
             "span {span_s}; end: {}{}; {} events, {} nftrace messages, {} lost",
-            m.end,
+            Shown(&m.end),
             if m.ended_cleanly {
                 " (clean)"
             } else {
@@ -106,11 +123,11 @@ pub async fn run(catalog: &Catalog, params: &Params, out: &mut dyn Write) -> any
         // One line per shared reason: 43 functions refused for one cause
         // are one line, not 43 (the manifest keeps each probe's reason).
         for group in m.failure_groups() {
-            writeln!(out, "  {}", group.line(200))?;
+            writeln!(out, "  {}", Shown(&group.line(200)))?;
         }
         if !m.filters.is_empty() {
             let f: Vec<String> = m.filters.iter().map(|(k, v)| format!("{k} {v}")).collect();
-            writeln!(out, "filters: {}", f.join(", "))?;
+            writeln!(out, "filters: {}", Shown(&f.join(", ")))?;
         }
     }
     for (title, sql) in SECTIONS {
@@ -149,7 +166,7 @@ pub async fn run(catalog: &Catalog, params: &Params, out: &mut dyn Write) -> any
         .collect();
     writeln!(out, "by final verdict: {}", verdicts.join(", "))?;
     for w in catalog.warnings() {
-        writeln!(out, "warning: {w}")?;
+        writeln!(out, "warning: {}", Shown(w))?;
     }
     Ok(())
 }

@@ -56,7 +56,7 @@ fn bad_input_is_a_clear_error_with_exit_code_1() {
         // Said once, though DataFusion's errors repeat their causes.
         assert_eq!(e.matches(wanted).count(), 1, "{args:?}: {e}");
         let code = o.status.code().unwrap();
-        assert!(code == 1 || code == 2, "{args:?}: exit {code}");
+        assert_eq!(code, 2, "{args:?}: exit {code}");
     }
 }
 
@@ -153,7 +153,7 @@ fn sql_without_a_query_reads_statements_from_stdin() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(String::from_utf8(o.stdout).unwrap(), "n\n2\nspan\n2000\n");
     let o = run("SELECT 1 AS one;\nSELEC 2;\nSELECT 3;\n");
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(2));
     assert_eq!(String::from_utf8_lossy(&o.stdout), "one\n1\n");
     assert!(stderr(&o).contains("SELEC"), "{}", stderr(&o));
 }

@@ -1,6 +1,7 @@
-//! Bad input gets a clear error naming the file, never a panic; an
-//! interrupted recording's damaged open segment gives a warning and every
-//! row before the damage.
+//! Bad input gets a clear error naming the file, never a panic; a damaged
+//! or missing part is left out with a warning naming it, the rest is read,
+//! and the input is partial; an interrupted recording's damaged open
+//! segment gives every row before the damage.
 
 mod common;
 
@@ -49,32 +50,128 @@ fn a_broken_manifest_is_named() {
     assert!(e.contains("not a valid manifest"), "{e}");
 }
 
-#[test]
-fn a_corrupt_segment_is_named() {
-    let mut f = Fixture::new("corrupt");
+/// Opens `dir` (it must open) and returns its warnings and why it is
+/// incomplete.
+fn open_damaged(dir: &std::path::Path) -> (Vec<String>, Vec<String>) {
+    let catalog = open(&[dir]);
+    let warnings = catalog.warnings().map(str::to_owned).collect();
+    let incomplete = catalog.incomplete().map(str::to_owned).collect();
+    (warnings, incomplete)
+}
+
+/// Whether one of `lines` says all of `words`.
+fn says(lines: &[String], words: &[&str]) -> bool {
+    lines.iter().any(|l| words.iter().all(|w| l.contains(w)))
+}
+
+/// Two segments of 1 and 2 events.
+fn two_segments(name: &str) -> Fixture {
+    let mut f = Fixture::new(name);
     f.events(&[tcp(START_NS, 1, "net:netif_receive_skb", 1)]);
+    f.events(&[
+        tcp(START_NS + 10, 2, "net:netif_receive_skb", 2),
+        tcp(START_NS + 20, 3, "net:netif_receive_skb", 3),
+    ]);
+    f
+}
+
+/// A damaged segment is left out, named, and makes the input partial; the
+/// rest of the recording is read.
+#[test]
+fn a_corrupt_segment_is_left_out_and_named() {
+    let f = two_segments("corrupt");
     let dir = f.finish();
     let seg = dir.join("events-000001.parquet");
     let bytes = std::fs::read(&seg).unwrap();
     std::fs::write(&seg, &bytes[..bytes.len() / 2]).unwrap();
-    let e = open_err(&dir);
+    let (warnings, incomplete) = open_damaged(&dir);
     assert!(
-        e.contains("events-000001.parquet") && e.contains("corrupt"),
-        "{e}"
+        says(
+            &incomplete,
+            &["events-000001.parquet", "damaged", "left out"]
+        ),
+        "{warnings:?}"
     );
+    assert!(
+        says(
+            &incomplete,
+            &["hold 2 rows, the manifest counts 3", "1 are missing"]
+        ),
+        "{incomplete:?}"
+    );
+    assert_eq!(event_count(&dir), 2);
+    let (traces, summary) = run_traces(&[&dir], Params::default());
+    assert_eq!(traces.len(), 2);
+    assert!(summary.partial);
 }
 
 #[test]
-fn a_segment_listed_but_missing_is_named() {
-    let mut f = Fixture::new("missing");
+fn a_segment_listed_but_missing_is_left_out_and_named() {
+    let f = two_segments("missing");
+    let dir = f.finish();
+    std::fs::remove_file(dir.join("events-000002.parquet")).unwrap();
+    let (_, incomplete) = open_damaged(&dir);
+    assert!(
+        says(&incomplete, &["events-000002.parquet", "missing"]),
+        "{incomplete:?}"
+    );
+    assert_eq!(event_count(&dir), 1);
+}
+
+/// Side files after a power loss: an empty part, a truncated stop
+/// snapshot, a damaged losses table. Each is left out and named; the
+/// events are all read.
+#[test]
+fn damaged_side_files_leave_the_rest_readable() {
+    let mut f = two_segments("side");
+    f.ruleset(
+        r#"{"nftables": [{"chain": {"family": "inet", "table": "fw", "name": "input", "handle": 1}}]}"#,
+        "table inet fw { # handle 7\n}\n",
+    );
+    let dir = f.finish();
+    std::fs::write(dir.join("ruleset-self-stop.json"), "{\"nftables\": [{\"ch").unwrap();
+    std::fs::write(dir.join("losses.parquet"), b"").unwrap();
+    std::fs::write(dir.join("events-000003.part-000001.parquet"), b"").unwrap();
+    let (_, incomplete) = open_damaged(&dir);
+    for words in [
+        &["ruleset-self-stop.json", "damaged", "stop ruleset"][..],
+        &["losses.parquet", "damaged", "losses table is empty"],
+        &["events-000003.part-000001.parquet", "damaged"],
+    ] {
+        assert!(says(&incomplete, words), "{words:?}: {incomplete:?}");
+    }
+    assert_eq!(event_count(&dir), 3);
+    let chains = sql(
+        &[&dir],
+        "SELECT snapshot, count(*) AS n FROM chains GROUP BY snapshot",
+    );
+    let text = arrow::util::pretty::pretty_format_batches(&chains)
+        .unwrap()
+        .to_string();
+    assert!(text.contains("start") && !text.contains("stop"), "{text}");
+    let losses = sql(&[&dir], "SELECT count(*) AS n FROM losses");
+    assert_eq!(losses[0].num_rows(), 1);
+}
+
+/// A recording of schema 4 or later keeps no `.arrows` file: one there is
+/// not read (arrow-ipc would allocate whatever body length it declares).
+#[test]
+fn an_arrows_file_in_a_schema_4_recording_is_not_read() {
+    let mut f = Fixture::new("arrows4");
     f.events(&[tcp(START_NS, 1, "net:netif_receive_skb", 1)]);
     let dir = f.finish();
-    std::fs::remove_file(dir.join("events-000001.parquet")).unwrap();
-    let e = open_err(&dir);
+    // The review's 16 bytes: a continuation marker and an absurd length.
+    let b = [
+        0xff, 0xff, 0xff, 0xff, 8, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f,
+    ];
+    std::fs::write(dir.join("events-000002.arrows"), b).unwrap();
+    let (warnings, incomplete) = open_damaged(&dir);
     assert!(
-        e.contains("events-000001.parquet") && e.contains("missing"),
-        "{e}"
+        says(&warnings, &["events-000002.arrows", "not read"]),
+        "{warnings:?}"
     );
+    assert!(incomplete.is_empty(), "{incomplete:?}");
+    assert_eq!(event_count(&dir), 1);
 }
 
 /// An interrupted recording: a closed segment and an open IPC stream whose
@@ -83,6 +180,7 @@ fn a_segment_listed_but_missing_is_named() {
 fn a_truncated_open_segment_gives_the_rows_before_the_damage() {
     let mut f = Fixture::new("killed");
     f.events(&[tcp(START_NS, 0x1, "net:netif_receive_skb", 1)]);
+    f.manifest.schema_version = nft_schema::files::LAST_SCHEMA_WITH_ARROWS;
     f.manifest.ended_cleanly = false;
     f.manifest.end = "running".into();
     f.manifest.stopped_ns = None;

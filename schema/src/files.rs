@@ -51,6 +51,11 @@ impl Form {
     }
 }
 
+/// The newest schema version whose interrupted recordings kept their open
+/// segment as an Arrow IPC stream (`<table>-NNNNNN.arrows`); from version 4
+/// on it is Parquet parts, and a `.arrows` file is not part of a recording.
+pub const LAST_SCHEMA_WITH_ARROWS: u32 = 3;
+
 /// `<table>-NNNNNN.parquet`.
 pub fn segment(table: &str, index: u32) -> String {
     format!("{table}-{index:06}.parquet")

@@ -64,6 +64,7 @@ pub async fn run(
         ended_cleanly: rec.manifest.ended_cleanly,
         in_flight: p.in_flight,
         incomplete_due_to_loss: p.incomplete_due_to_loss,
+        incomplete: rec.incomplete.clone(),
     };
     let (base_side, new_side) = (side(base, &profiles.base), side(new, &profiles.new));
     Ok(compare::compare(

@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::rules::RulePair;
+use crate::escape::{markdown_code, markdown_text, Shown};
 
 /// Kinds of difference; `--fail-on` takes a list of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, clap::ValueEnum)]
@@ -75,11 +76,14 @@ pub struct Side {
     pub ended_cleanly: bool,
     pub in_flight: u64,
     pub incomplete_due_to_loss: u64,
+    /// Why this side's data are incomplete (damaged or missing parts, lost
+    /// events, an unclean end); empty: complete.
+    pub incomplete: Vec<String>,
 }
 
 impl Side {
     pub fn trusted(&self) -> bool {
-        self.lost_events == 0 && self.ended_cleanly && self.incomplete_due_to_loss == 0
+        self.incomplete.is_empty() && self.incomplete_due_to_loss == 0
     }
 }
 
@@ -165,7 +169,12 @@ pub fn us(ns: Option<u64>) -> String {
 fn side_line(label: &str, s: &Side) -> String {
     let mut line = format!(
         "{label} {} ({}): kernel {}, backend {}, {} traces from {} events",
-        s.recording, s.dir, s.kernel, s.backend, s.traces, s.events
+        Shown(&s.recording),
+        Shown(&s.dir),
+        Shown(&s.kernel),
+        Shown(&s.backend),
+        s.traces,
+        s.events
     );
     if s.lost_events > 0 {
         line.push_str(&format!(", {} events LOST", s.lost_events));
@@ -204,8 +213,12 @@ pub fn text(r: &Report) -> String {
     if !r.base.trusted() || !r.new.trusted() {
         let _ = writeln!(
             o,
-            "warning: a side lost events or was interrupted; differences marked (trust) may come from that"
+            "warning: PARTIAL input: a side lost events, was interrupted or is damaged; \
+             differences marked (trust) may come from that"
         );
+        for reason in r.base.incomplete.iter().chain(&r.new.incomplete) {
+            let _ = writeln!(o, "  partial: {}", Shown(reason));
+        }
     }
     let _ = writeln!(o);
     if r.differences.is_empty() {
@@ -213,22 +226,22 @@ pub fn text(r: &Report) -> String {
     } else {
         let _ = writeln!(o, "{} difference(s), biggest first:", r.differences.len());
         for d in &r.differences {
-            let _ = writeln!(o, "  {:<14} {}", d.kind.name(), d.subject);
-            let _ = writeln!(o, "  {:<14}   {}{}", "", d.change, examples(d));
+            let _ = writeln!(o, "  {:<14} {}", d.kind.name(), Shown(&d.subject));
+            let _ = writeln!(o, "  {:<14}   {}{}", "", Shown(&d.change), examples(d));
             if let Some(t) = &d.trust {
-                let _ = writeln!(o, "  {:<14}   (trust) {t}", "");
+                let _ = writeln!(o, "  {:<14}   (trust) {}", "", Shown(t));
             }
         }
     }
     let _ = writeln!(o, "\nrules (matched by table, chain and text):");
     for p in &r.rules {
         let mark = if p.base == p.new { " " } else { "*" };
-        let _ = writeln!(o, "{mark} {}", p.subject());
+        let _ = writeln!(o, "{mark} {}", Shown(&p.subject()));
         let _ = writeln!(
             o,
             "      base: {:<30} new: {}",
-            counts(&p.base),
-            counts(&p.new)
+            Shown(&counts(&p.base)),
+            Shown(&counts(&p.new))
         );
     }
     let _ = writeln!(o, "\nflows' final verdicts:");
@@ -237,9 +250,9 @@ pub fn text(r: &Report) -> String {
         let _ = writeln!(
             o,
             "{mark} {:<44} base: {:<24} new: {}",
-            f.flow,
-            counts(&f.base),
-            counts(&f.new)
+            Shown(&f.flow),
+            Shown(&counts(&f.base)),
+            Shown(&counts(&f.new))
         );
     }
     let _ = writeln!(o, "\ndrops (reason at function):");
@@ -248,7 +261,7 @@ pub fn text(r: &Report) -> String {
         let _ = writeln!(
             o,
             "{mark} {:<44} base: {:<6} new: {}",
-            format!("{} at {}", d.reason, d.function),
+            Shown(&format!("{} at {}", d.reason, d.function)),
             d.base,
             d.new
         );
@@ -260,7 +273,7 @@ pub fn text(r: &Report) -> String {
             o,
             "{mark} {:<10} {:<44} base: {} / {} ({})  new: {} / {} ({})",
             l.scope,
-            l.subject,
+            Shown(&l.subject),
             us(l.base_p50_ns),
             us(l.base_p99_ns),
             l.base_samples,
@@ -272,20 +285,23 @@ pub fn text(r: &Report) -> String {
     o
 }
 
-fn md_escape(s: &str) -> String {
-    s.replace('|', "\\|")
-}
-
 /// The report as Markdown, for a pull request.
 pub fn markdown(r: &Report) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
         "## nft-tracer diff: {} → {}\n",
-        r.base.recording, r.new.recording
+        markdown_text(&r.base.recording),
+        markdown_text(&r.new.recording)
     );
-    let _ = writeln!(o, "- {}", side_line("base", &r.base));
-    let _ = writeln!(o, "- {}\n", side_line("new", &r.new));
+    let _ = writeln!(o, "- {}", markdown_text(&side_line("base", &r.base)));
+    let _ = writeln!(o, "- {}\n", markdown_text(&side_line("new", &r.new)));
+    for reason in r.base.incomplete.iter().chain(&r.new.incomplete) {
+        let _ = writeln!(o, "- **partial input:** {}", markdown_text(reason));
+    }
+    if !r.base.incomplete.is_empty() || !r.new.incomplete.is_empty() {
+        let _ = writeln!(o);
+    }
     if r.differences.is_empty() {
         let _ = writeln!(o, "**No differences.**");
     } else {
@@ -295,12 +311,12 @@ pub fn markdown(r: &Report) -> String {
         for d in &r.differences {
             let _ = writeln!(
                 o,
-                "| {} | `{}` | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} |",
                 d.kind.name(),
-                md_escape(&d.subject),
-                md_escape(&d.change),
+                markdown_code(&d.subject),
+                markdown_text(&d.change),
                 examples(d).trim(),
-                d.trust.as_deref().map(md_escape).unwrap_or_default()
+                d.trust.as_deref().map(markdown_text).unwrap_or_default()
             );
         }
     }
@@ -311,10 +327,10 @@ pub fn markdown(r: &Report) -> String {
     for p in &r.rules {
         let _ = writeln!(
             o,
-            "| `{}` | {} | {} |",
-            md_escape(&p.subject()),
-            counts(&p.base),
-            counts(&p.new)
+            "| {} | {} | {} |",
+            markdown_code(&p.subject()),
+            markdown_text(&counts(&p.base)),
+            markdown_text(&counts(&p.new))
         );
     }
     let _ = writeln!(
@@ -324,8 +340,11 @@ pub fn markdown(r: &Report) -> String {
     for d in &r.drops {
         let _ = writeln!(
             o,
-            "| {} | `{}` | {} | {} |",
-            d.reason, d.function, d.base, d.new
+            "| {} | {} | {} | {} |",
+            markdown_text(&d.reason),
+            markdown_code(&d.function),
+            d.base,
+            d.new
         );
     }
     o

@@ -226,7 +226,7 @@ fn recording_report(
         dir: r.dir.display().to_string(),
         header: header(r),
         traces: agg.traces,
-        partial: !r.manifest.ended_cleanly || r.manifest.lost_events > 0,
+        partial: r.is_incomplete(),
         in_flight,
         incomplete_due_to_loss: agg.incomplete_due_to_loss,
         warnings: summary.warnings.clone(),

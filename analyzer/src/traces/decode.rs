@@ -16,9 +16,9 @@ use parquet::arrow::ProjectionMask;
 
 use super::assemble::{Rows, ROW_COLUMNS};
 use super::TracesError;
-use crate::catalog::conform;
 use crate::recording::Recording;
 use crate::result_columns::Interner;
+use nft_reader::conform::conform;
 
 /// Rows per decoded batch.
 const BATCH_ROWS: usize = 64 * 1024;
@@ -115,10 +115,7 @@ fn read_all(segments: &[PathBuf], open: Vec<RecordBatch>, tx: &SyncSender<Decode
     let mut interner = Interner::default();
     let mut send = |batch: Result<RecordBatch, TracesError>| {
         let rows = batch.and_then(|b| {
-            let b = conform(&b, &schema).map_err(|source| TracesError::Query {
-                query: "events",
-                source,
-            })?;
+            let b = conform(&b, &schema).map_err(TracesError::Arrow)?;
             Ok(Rows::new(&b, &mut interner)?)
         });
         let failed = rows.is_err();

@@ -128,10 +128,7 @@ pub async fn run(
         .nftrace_eligible
         .saturating_sub(summary.nftrace_attached);
     summary.warnings = catalog.warnings().map(str::to_owned).collect();
-    summary.partial = catalog
-        .recordings
-        .iter()
-        .any(|r| !r.manifest.ended_cleanly || r.manifest.lost_events > 0);
+    summary.partial = catalog.is_partial();
 
     let mut io_error: Option<std::io::Error> = None;
     let mut emit = |t: Trace| {

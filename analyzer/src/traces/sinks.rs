@@ -17,6 +17,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
 use super::model::{Summary, Trace};
+use crate::escape::Shown;
 
 /// Receives traces in output order (by value: a sink that keeps them
 /// takes them without a copy).
@@ -172,18 +173,18 @@ impl<W: Write> Sink for TableSink<W> {
             t.skb_addr,
             t.duration_ns as f64 / 1000.0,
             t.end,
-            t.stats.final_verdict.as_deref().unwrap_or("-"),
-            flow_text(&t),
+            Shown(t.stats.final_verdict.as_deref().unwrap_or("-")),
+            Shown(&flow_text(&t)),
             t.stats.total_functions,
             t.stats.total_rules_evaluated,
-            detail.join("; ")
+            Shown(&detail.join("; "))
         )
     }
 
     fn finish(&mut self, summary: &Summary) -> std::io::Result<()> {
         writeln!(self.out, "{}", summary_line(summary))?;
         for w in &summary.warnings {
-            writeln!(self.out, "warning: {w}")?;
+            writeln!(self.out, "warning: {}", Shown(w))?;
         }
         self.out.flush()
     }
