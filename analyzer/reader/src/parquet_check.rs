@@ -30,7 +30,23 @@ pub const MAX_FILE_ROWS: i64 = 1 << 28;
 const MAX_HEADER_BYTES: usize = 64 << 10;
 
 /// Checks `path` and returns its row count; the error says what is wrong.
+/// A panic in parquet-rs (it still has some on malformed footers) is
+/// damage too.
 pub fn check(path: &Path) -> Result<u64, String> {
+    std::panic::catch_unwind(|| check_file(path))
+        .unwrap_or_else(|panic| Err(format!("parquet-rs panicked: {}", panic_text(&*panic))))
+}
+
+/// A panic's message.
+pub fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
+}
+
+fn check_file(path: &Path) -> Result<u64, String> {
     let file = open_regular(path).map_err(|e| e.to_string())?;
     let len = file.metadata().map_err(|e| e.to_string())?.len();
     let reader = SerializedFileReader::new(file).map_err(|e| e.to_string())?;
