@@ -47,6 +47,14 @@ pub enum CatalogError {
     },
 }
 
+/// A query that failed, named (the library's name or a part of one).
+#[derive(Debug, thiserror::Error)]
+#[error("query {query}: {source}")]
+pub struct QueryError {
+    pub query: &'static str,
+    pub source: DataFusionError,
+}
+
 /// How the session may use the machine.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -177,6 +185,25 @@ impl Catalog {
                 .map_err(df(&format!("view {}", view.name)))?;
         }
         Ok(Self { ctx, recordings })
+    }
+
+    /// Runs `sql` (the query called `name`, for errors) to the end.
+    pub async fn collect(
+        &self,
+        sql: &str,
+        name: &'static str,
+    ) -> Result<Vec<RecordBatch>, QueryError> {
+        let err = |source| QueryError {
+            query: name,
+            source,
+        };
+        self.ctx
+            .sql(sql)
+            .await
+            .map_err(err)?
+            .collect()
+            .await
+            .map_err(err)
     }
 
     /// Everything the user should know before trusting results.

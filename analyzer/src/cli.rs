@@ -66,8 +66,14 @@ impl Tuning {
         Params {
             timeout_ns: self.timeout.as_nanos() as u64,
             dedup_ns: self.dedup.as_nanos() as u64,
-            engine: self.engine,
             ..Params::default()
+        }
+    }
+
+    fn options(&self) -> traces::Options {
+        traces::Options {
+            params: self.params(),
+            engine: self.engine,
         }
     }
 
@@ -356,7 +362,7 @@ async fn run_async(cli: Cli) -> anyhow::Result<Outcome> {
         }
         Command::Stats { recordings, tuning } => {
             let catalog = open(&recordings, &tuning).await?;
-            nft_analyzer::stats::run(&catalog, &tuning.params(), &mut std::io::stdout().lock())
+            nft_analyzer::stats::run(&catalog, &tuning.options(), &mut std::io::stdout().lock())
                 .await?;
             Ok(Outcome::of(&catalog))
         }
@@ -484,7 +490,7 @@ async fn run_traces(
     };
     let summary = traces::run(
         &catalog,
-        &tuning.params(),
+        &tuning.options(),
         filter,
         sink.as_mut(),
         &progress_bar(),
@@ -511,7 +517,7 @@ async fn run_serve(
         return Ok(Outcome::of(&catalog));
     }
     let html = report_page(&catalog, tuning, sample.limits(), None, true).await?;
-    report::serve::run(catalog, tuning.params(), html, listen, |addr| {
+    report::serve::run(catalog, tuning.options(), html, listen, |addr| {
         eprintln!("serving http://{addr}/ (ctrl-c stops)")
     })
     .await
@@ -538,10 +544,9 @@ async fn run_diff(
     }
     let catalog = open_warned(dirs, tuning).await?;
     let progress = progress_bar();
-    let params = tuning.params();
     let report = diff::run(
         &catalog,
-        &params,
+        &tuning.options(),
         &want.tolerances,
         want.exact_flows,
         &progress,
@@ -580,7 +585,7 @@ async fn report_page(
     diff: Option<diff::Report>,
     live: bool,
 ) -> anyhow::Result<String> {
-    let recordings = report::build(catalog, &tuning.params(), limits, &progress_bar()).await?;
+    let recordings = report::build(catalog, &tuning.options(), limits, &progress_bar()).await?;
     let data = report::PageData {
         kind: if diff.is_some() { "diff" } else { "recording" },
         tool_version: env!("CARGO_PKG_VERSION"),

@@ -32,6 +32,11 @@ pub const QUERIES: &[Query] = queries!("":
     "trace_events",
     "nftrace_matches",
     "stacks",
+    "events_by_source",
+    "events_by_probe",
+    "nftrace_messages",
+    "verdict_counts",
+    "loss_reasons",
 );
 
 /// Helper views created in every session (`CREATE VIEW ...`).
@@ -48,8 +53,6 @@ pub struct Params {
     pub free_gap_ns: u64,
     /// How far apart in time an nftrace message and its skb event may be.
     pub match_window_ns: u64,
-    /// What builds traces (not an SQL parameter).
-    pub engine: crate::traces::Engine,
 }
 
 impl Default for Params {
@@ -59,7 +62,6 @@ impl Default for Params {
             dedup_ns: 5_000,
             free_gap_ns: 100_000_000,
             match_window_ns: 1_000_000_000,
-            engine: crate::traces::Engine::Stream,
         }
     }
 }
@@ -76,6 +78,13 @@ impl Params {
 
 pub fn find(name: &str) -> Option<&'static Query> {
     QUERIES.iter().find(|q| q.name == name)
+}
+
+/// The SQL of a query of the library, which is compiled in.
+pub fn query(name: &str) -> &'static str {
+    find(name)
+        .unwrap_or_else(|| panic!("query {name} is compiled in"))
+        .sql
 }
 
 impl Query {

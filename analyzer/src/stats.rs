@@ -6,7 +6,7 @@ use std::io::Write;
 use crate::catalog::Catalog;
 use crate::escape::Shown;
 use crate::output::{write_batches, Format};
-use crate::queries::{self, Params};
+use crate::queries;
 use crate::traces::model::{Summary, Trace};
 use crate::traces::sinks::{summary_line, Sink};
 use crate::traces::{self, Filter};
@@ -31,48 +31,24 @@ impl Sink for Tally {
     }
 }
 
-/// The SQL behind each section, in screen order (or the name of a query of
-/// the library).
+/// Each section's title and the library query behind it (`queries/`), in
+/// screen order.
 const SECTIONS: &[(&str, &str)] = &[
-    (
-        "events by source",
-        "SELECT recording, kind AS source, count(*) AS events, count(DISTINCT skb) AS skbs \
-         FROM events GROUP BY recording, kind \
-         UNION ALL SELECT recording, 'nftrace' AS source, count(*) AS events, NULL AS skbs \
-         FROM nftrace GROUP BY recording ORDER BY recording, events DESC",
-    ),
-    (
-        "events by probe",
-        "SELECT recording, probe, count(*) AS events FROM events GROUP BY recording, probe \
-         ORDER BY recording, events DESC, probe",
-    ),
-    (
-        "nftrace messages",
-        "SELECT recording, type, coalesce(verdict, policy) AS verdict, count(*) AS messages \
-         FROM nftrace GROUP BY recording, type, coalesce(verdict, policy) \
-         ORDER BY recording, messages DESC",
-    ),
-    (
-        "verdicts",
-        "SELECT recording, source, verdict, count(*) AS count FROM verdicts \
-         GROUP BY recording, source, verdict ORDER BY recording, count DESC",
-    ),
-    (
-        "drops", // The library's query (queries/drops.sql).
-        "drops",
-    ),
-    (
-        "losses",
-        "SELECT recording, reason, sum(count) AS lost FROM losses GROUP BY recording, reason \
-         ORDER BY recording, lost DESC",
-    ),
-    (
-        "loss windows", // The library's query (queries/loss_windows.sql).
-        "loss_windows",
-    ),
+    ("events by source", "events_by_source"),
+    ("events by probe", "events_by_probe"),
+    ("nftrace messages", "nftrace_messages"),
+    ("verdicts", "verdict_counts"),
+    ("drops", "drops"),
+    ("losses", "loss_reasons"),
+    ("loss windows", "loss_windows"),
 ];
 
-pub async fn run(catalog: &Catalog, params: &Params, out: &mut dyn Write) -> anyhow::Result<()> {
+pub async fn run(
+    catalog: &Catalog,
+    options: &traces::Options,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let params = &options.params;
     for rec in &catalog.recordings {
         let m = &rec.manifest;
         let span_s = m
@@ -130,14 +106,9 @@ pub async fn run(catalog: &Catalog, params: &Params, out: &mut dyn Write) -> any
             writeln!(out, "filters: {}", Shown(&f.join(", ")))?;
         }
     }
-    for (title, sql) in SECTIONS {
+    for (title, name) in SECTIONS {
         writeln!(out, "\n== {title}")?;
-        // A bare name is a query of the library.
-        let sql = match queries::find(sql) {
-            Some(q) => params.bind(q.sql),
-            None => (*sql).to_owned(),
-        };
-        let df = catalog.ctx.sql(&sql).await?;
+        let df = catalog.ctx.sql(&params.bind(queries::query(name))).await?;
         let schema = df.schema().as_arrow().clone();
         let batches = df.collect().await?;
         write_batches(out, &schema, &batches, Format::Table)?;
@@ -145,7 +116,7 @@ pub async fn run(catalog: &Catalog, params: &Params, out: &mut dyn Write) -> any
     let mut tally = Tally::default();
     let summary = traces::run(
         catalog,
-        params,
+        options,
         &Filter::default(),
         &mut tally,
         &indicatif::ProgressBar::hidden(),

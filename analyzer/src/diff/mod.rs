@@ -15,7 +15,6 @@ pub mod rules;
 use indicatif::ProgressBar;
 
 use crate::catalog::Catalog;
-use crate::queries::Params;
 use crate::traces::{self, Filter, TracesError};
 pub use compare::Tolerances;
 use profile::Profiles;
@@ -28,6 +27,8 @@ pub enum DiffError {
     /// The trace pipeline or a query failed.
     #[error(transparent)]
     Traces(#[from] TracesError),
+    #[error(transparent)]
+    Query(#[from] crate::catalog::QueryError),
     #[error("reading query results: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
 }
@@ -37,7 +38,7 @@ pub enum DiffError {
 /// side (see [`normalize::flow`]).
 pub async fn run(
     catalog: &Catalog,
-    params: &Params,
+    options: &traces::Options,
     tolerances: &Tolerances,
     exact_flows: bool,
     progress: &ProgressBar,
@@ -51,7 +52,14 @@ pub async fn run(
         new: Default::default(),
         exact_flows,
     };
-    traces::run(catalog, params, &Filter::default(), &mut profiles, progress).await?;
+    traces::run(
+        catalog,
+        options,
+        &Filter::default(),
+        &mut profiles,
+        progress,
+    )
+    .await?;
     let rules = rules::load(catalog, &base.name, &new.name).await?;
     let side = |rec: &crate::recording::Recording, p: &profile::Profile| report::Side {
         recording: rec.name.clone(),

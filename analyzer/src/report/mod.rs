@@ -30,11 +30,8 @@ use collect::{Aggregates, Collector, Limits};
 pub enum ReportError {
     #[error(transparent)]
     Traces(#[from] TracesError),
-    #[error("query {query}: {source}")]
-    Query {
-        query: &'static str,
-        source: datafusion::error::DataFusionError,
-    },
+    #[error(transparent)]
+    Query(#[from] crate::catalog::QueryError),
     #[error("reading query results: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
     #[error(transparent)]
@@ -137,19 +134,9 @@ async fn query_rows(
     params: &Params,
     name: &'static str,
 ) -> Result<BTreeMap<String, Vec<Map<String, Value>>>, ReportError> {
-    let q = queries::find(name).expect("a shipped query");
-    let err = |source| ReportError::Query {
-        query: name,
-        source,
-    };
     let batches = catalog
-        .ctx
-        .sql(&params.bind(q.sql))
-        .await
-        .map_err(err)?
-        .collect()
-        .await
-        .map_err(err)?;
+        .collect(&params.bind(queries::query(name)), name)
+        .await?;
     let mut out: BTreeMap<String, Vec<Map<String, Value>>> = BTreeMap::new();
     for row in crate::output::json_rows(&batches)? {
         let rec = row
@@ -165,7 +152,7 @@ async fn query_rows(
 /// Builds the report of every recording of `catalog`.
 pub async fn build(
     catalog: &Catalog,
-    params: &Params,
+    options: &traces::Options,
     limits: Limits,
     progress: &ProgressBar,
 ) -> Result<Vec<RecordingReport>, ReportError> {
@@ -182,7 +169,7 @@ pub async fn build(
     };
     let summary = traces::run(
         catalog,
-        params,
+        options,
         &Filter::default(),
         &mut collector,
         progress,
@@ -190,7 +177,7 @@ pub async fn build(
     .await?;
     let mut rows = BTreeMap::new();
     for name in QUERIES {
-        rows.insert(*name, query_rows(catalog, params, name).await?);
+        rows.insert(*name, query_rows(catalog, &options.params, name).await?);
     }
     let mut out = Vec::new();
     for r in &catalog.recordings {

@@ -16,7 +16,6 @@ use axum::Router;
 use serde::Deserialize;
 
 use crate::catalog::Catalog;
-use crate::queries::Params;
 use crate::traces::sinks::{JsonSink, Sink};
 use crate::traces::{self, Filter};
 
@@ -26,7 +25,7 @@ const DEFAULT_LIMIT: u64 = 100;
 
 struct AppState {
     catalog: Catalog,
-    params: Params,
+    options: traces::Options,
     page: String,
     one_pass: Arc<tokio::sync::Semaphore>,
 }
@@ -96,7 +95,7 @@ fn run_traces(state: &AppState, filter: &Filter, sink: &mut dyn Sink) -> Result<
     let summary = handle
         .block_on(traces::run(
             &state.catalog,
-            &state.params,
+            &state.options,
             filter,
             sink,
             &indicatif::ProgressBar::hidden(),
@@ -203,14 +202,14 @@ async fn page(State(state): State<Arc<AppState>>) -> Response {
 /// `ready` gets the bound address (port 0 picks one).
 pub async fn run(
     catalog: Catalog,
-    params: Params,
+    options: traces::Options,
     page_html: String,
     listen: SocketAddr,
     ready: impl FnOnce(SocketAddr),
 ) -> std::io::Result<()> {
     let state = Arc::new(AppState {
         catalog,
-        params,
+        options,
         page: page_html,
         one_pass: Arc::new(tokio::sync::Semaphore::new(1)),
     });

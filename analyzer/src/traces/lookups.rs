@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
 use nft_schema::columns::{self, losses, nftrace, rules, RECORDING};
 use nft_schema::tables::names;
 
@@ -70,33 +69,6 @@ pub fn merge_windows(mut windows: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
     out
 }
 
-/// A query of the library, which is compiled in.
-pub fn query(name: &str) -> &'static str {
-    queries::find(name)
-        .unwrap_or_else(|| panic!("query {name} is compiled in"))
-        .sql
-}
-
-/// Runs `sql` (the query called `name`, for errors) to the end.
-pub async fn collect(
-    catalog: &Catalog,
-    sql: &str,
-    name: &'static str,
-) -> Result<Vec<RecordBatch>, TracesError> {
-    let err = |source| TracesError::Query {
-        query: name,
-        source,
-    };
-    catalog
-        .ctx
-        .sql(sql)
-        .await
-        .map_err(err)?
-        .collect()
-        .await
-        .map_err(err)
-}
-
 /// Rule text and positions, chain hooks, loss windows, recording ends and
 /// matched nftrace messages: all small next to the events.
 pub async fn load(catalog: &Catalog, params: &Params) -> Result<Lookups, TracesError> {
@@ -117,7 +89,7 @@ pub async fn load(catalog: &Catalog, params: &Params) -> Result<Lookups, TracesE
         s = rules::SNAPSHOT,
         tbl = names::RULES,
     );
-    for b in collect(catalog, &sql, "rules").await? {
+    for b in catalog.collect(&sql, "rules").await? {
         let rec = strs(&b, RECORDING, &mut interner)?;
         let fam = strs(&b, rules::FAMILY, &mut interner)?;
         let tab = strs(&b, rules::TABLE, &mut interner)?;
@@ -147,7 +119,7 @@ pub async fn load(catalog: &Catalog, params: &Params) -> Result<Lookups, TracesE
         s = columns::chains::SNAPSHOT,
         tbl = names::CHAINS,
     );
-    for b in collect(catalog, &sql, "chains").await? {
+    for b in catalog.collect(&sql, "chains").await? {
         let rec = strs(&b, RECORDING, &mut interner)?;
         let fam = strs(&b, columns::chains::FAMILY, &mut interner)?;
         let tab = strs(&b, columns::chains::TABLE, &mut interner)?;
@@ -175,7 +147,7 @@ pub async fn load(catalog: &Catalog, params: &Params) -> Result<Lookups, TracesE
         tbl = names::LOSSES,
     );
     let mut windows: HashMap<Arc<str>, Vec<(u64, u64)>> = HashMap::new();
-    for b in collect(catalog, &sql, "losses").await? {
+    for b in catalog.collect(&sql, "losses").await? {
         let rec = strs(&b, RECORDING, &mut interner)?;
         let start = u64s(&b, losses::WINDOW_START_NS)?;
         let end = u64s(&b, losses::WINDOW_END_NS)?;
@@ -208,7 +180,7 @@ pub async fn load(catalog: &Catalog, params: &Params) -> Result<Lookups, TracesE
             tbl = names::EVENTS,
             list = interrupted.join(", "),
         );
-        for b in collect(catalog, &sql, "recording ends").await? {
+        for b in catalog.collect(&sql, "recording ends").await? {
             let rec = strs(&b, RECORDING, &mut interner)?;
             for (i, ts) in u64s(&b, "last_ns")?.into_iter().enumerate() {
                 if let (Some(r), Some(t)) = (rec.get(i), ts) {
@@ -233,7 +205,7 @@ pub async fn load(catalog: &Catalog, params: &Params) -> Result<Lookups, TracesE
         own = nft_schema::tables::RECORDER_NFT_TABLE,
         tbl = names::NFTRACE,
     );
-    for b in collect(catalog, &sql, "nftrace count").await? {
+    for b in catalog.collect(&sql, "nftrace count").await? {
         lk.nftrace_eligible += u64s(&b, "n")?.into_iter().flatten().sum::<u64>();
     }
     if lk.nftrace_eligible > 0 {
@@ -248,8 +220,8 @@ async fn load_nftrace(
     lk: &mut Lookups,
     interner: &mut Interner,
 ) -> Result<(), TracesError> {
-    let sql = params.bind(query("nftrace_matches"));
-    for b in collect(catalog, &sql, "nftrace_matches").await? {
+    let sql = params.bind(queries::query("nftrace_matches"));
+    for b in catalog.collect(&sql, "nftrace_matches").await? {
         let rec = strs(&b, RECORDING, interner)?;
         let skb = u64s(&b, columns::events::SKB)?;
         let event_ts = u64s(&b, "event_ts_ns")?;

@@ -14,22 +14,18 @@ pub mod model;
 pub mod sinks;
 pub mod stream;
 
-use datafusion::error::DataFusionError;
 use futures::StreamExt;
 use indicatif::ProgressBar;
 
-use crate::catalog::Catalog;
-use crate::queries::Params;
+use crate::catalog::{Catalog, QueryError};
+use crate::queries::{self, Params};
 use assemble::Assembler;
 use model::{Summary, Trace};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TracesError {
-    #[error("query {query}: {source}")]
-    Query {
-        query: &'static str,
-        source: DataFusionError,
-    },
+    #[error(transparent)]
+    Query(#[from] QueryError),
     #[error("reading query results: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
     #[error("writing traces: {0}")]
@@ -59,6 +55,14 @@ pub enum Engine {
     Stream,
     /// `queries/trace_events.sql` run by DataFusion.
     Sql,
+}
+
+/// How traces are built: the parameters of the trace SQL, and which
+/// engine applies them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    pub params: Params,
+    pub engine: Engine,
 }
 
 /// Which traces to write.
@@ -112,11 +116,12 @@ impl Filter {
 /// stays hidden unless the caller made it visible.
 pub async fn run(
     catalog: &Catalog,
-    params: &Params,
+    options: &Options,
     filter: &Filter,
     sink: &mut dyn sinks::Sink,
     progress: &ProgressBar,
 ) -> Result<Summary, TracesError> {
+    let params = &options.params;
     progress.set_length(catalog.recordings.iter().map(|r| r.manifest.events).sum());
     progress.set_message("sorting events by skb and time");
     let lookups = lookups::load(catalog, params).await?;
@@ -151,7 +156,7 @@ pub async fn run(
         }
     };
     let mut notes = stream::StreamNotes::default();
-    match params.engine {
+    match options.engine {
         Engine::Stream => {
             progress.set_message("building traces");
             notes = stream::run(catalog, &lookups, params, &mut emit, &mut |n| {
@@ -190,8 +195,8 @@ async fn sql_engine(
     emit: &mut dyn FnMut(Trace),
     progress: &ProgressBar,
 ) -> Result<(), TracesError> {
-    let sql = params.bind(lookups::query("trace_events"));
-    let err = |source| TracesError::Query {
+    let sql = params.bind(queries::query("trace_events"));
+    let err = |source| QueryError {
         query: "trace_events",
         source,
     };

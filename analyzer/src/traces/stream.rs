@@ -363,7 +363,7 @@ mod tests {
     /// the two lists must agree.
     #[test]
     fn free_functions_equal_the_sql_definition() {
-        let sql = crate::traces::lookups::query("trace_events");
+        let sql = crate::queries::query("trace_events");
         let list = sql
             .split("kind = 'function' AND probe IN (")
             .nth(1)

@@ -13,7 +13,7 @@ use nft_analyzer::catalog::{Catalog, Settings};
 use nft_analyzer::queries::Params;
 use nft_analyzer::traces::model::{Summary, Trace};
 use nft_analyzer::traces::sinks::Sink;
-use nft_analyzer::traces::{self, Engine, Filter};
+use nft_analyzer::traces::{self, Engine, Filter, Options};
 use nft_schema::manifest::{Manifest, MANIFEST_FILE};
 use nft_schema::tables;
 use parquet::arrow::ArrowWriter;
@@ -208,16 +208,16 @@ pub fn open(dirs: &[&Path]) -> Catalog {
 pub fn run_traces(dirs: &[&Path], params: Params) -> (Vec<Trace>, Summary) {
     let stream = run_traces_with(
         dirs,
-        Params {
+        Options {
+            params,
             engine: Engine::Stream,
-            ..params
         },
     );
     let sql = run_traces_with(
         dirs,
-        Params {
+        Options {
+            params,
             engine: Engine::Sql,
-            ..params
         },
     );
     assert_eq!(
@@ -235,15 +235,15 @@ pub fn run_traces(dirs: &[&Path], params: Params) -> (Vec<Trace>, Summary) {
     stream
 }
 
-/// Runs `traces` with the engine `params` names.
-pub fn run_traces_with(dirs: &[&Path], params: Params) -> (Vec<Trace>, Summary) {
+/// Runs `traces` with the engine `options` names.
+pub fn run_traces_with(dirs: &[&Path], options: Options) -> (Vec<Trace>, Summary) {
     let dirs: Vec<PathBuf> = dirs.iter().map(|d| d.to_path_buf()).collect();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let catalog = Catalog::open(&dirs, &Settings::default()).await.unwrap();
         let mut sink = Collect::default();
         let hidden = indicatif::ProgressBar::hidden();
-        let summary = traces::run(&catalog, &params, &Filter::default(), &mut sink, &hidden)
+        let summary = traces::run(&catalog, &options, &Filter::default(), &mut sink, &hidden)
             .await
             .unwrap();
         (sink.0, summary)
@@ -281,7 +281,7 @@ pub fn run_diff(
     rt.block_on(async {
         let catalog = Catalog::open(&dirs, &Settings::default()).await.unwrap();
         let hidden = indicatif::ProgressBar::hidden();
-        nft_analyzer::diff::run(&catalog, &Params::default(), tolerances, false, &hidden)
+        nft_analyzer::diff::run(&catalog, &Options::default(), tolerances, false, &hidden)
             .await
             .unwrap()
     })
