@@ -5,5 +5,5 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(init: nft_fuzz::init(), |data: &[u8]| {
-    nft_fuzz::targets::manifest(data);
+    nft_fuzz::run(data, nft_fuzz::targets::manifest);
 });

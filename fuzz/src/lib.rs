@@ -63,6 +63,23 @@ unsafe impl GlobalAlloc for CappedAlloc {
     }
 }
 
+/// Runs one target's call on an input. With NFT_FUZZ_KNOWN_PANICS set, a
+/// known panic that unwinds out of it ends this input quietly (see
+/// [`targets::install_panic_hook`]; other panics abort in the hook before
+/// they get here).
+pub fn run(data: &[u8], call: fn(&[u8])) {
+    if known_panics() {
+        let _ = std::panic::catch_unwind(|| call(data));
+    } else {
+        call(data);
+    }
+}
+
+fn known_panics() -> bool {
+    static KNOWN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *KNOWN.get_or_init(|| std::env::var_os("NFT_FUZZ_KNOWN_PANICS").is_some_and(|v| !v.is_empty()))
+}
+
 /// Once per fuzzer process, after libFuzzer's own initialization (the
 /// `init:` block of `fuzz_target!`): the allocation cap from the command
 /// line, and the panic hook of [`targets::install_panic_hook`].

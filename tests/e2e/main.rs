@@ -4,6 +4,7 @@
 
 mod analyze_recording;
 mod check_cli;
+mod damaged_recordings;
 mod diff_recordings;
 mod discover_cli;
 mod load_bench;

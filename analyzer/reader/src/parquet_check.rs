@@ -60,7 +60,7 @@ fn check_file(path: &Path) -> Result<u64, String> {
     for (g, group) in meta.row_groups().iter().enumerate() {
         group_rows += group.num_rows();
         for column in group.columns() {
-            check_chunk(&pages, len, column).map_err(|why| {
+            check_chunk(&pages, len, column, &mut None).map_err(|why| {
                 format!(
                     "row group {g}, column {}: {why}",
                     column.column_descr().name()
@@ -80,7 +80,12 @@ fn check_file(path: &Path) -> Result<u64, String> {
 /// negative, a page fits in what is left of the chunk and under
 /// [`MAX_PAGE_BYTES`], the pages tile the chunk exactly, and the data
 /// pages' values add up to the chunk's.
-fn check_chunk(pages: &File, file_len: u64, column: &ColumnChunkMetaData) -> Result<(), String> {
+fn check_chunk(
+    pages: &File,
+    file_len: u64,
+    column: &ColumnChunkMetaData,
+    starts: &mut Option<&mut Vec<u64>>,
+) -> Result<(), String> {
     let (start, chunk_len) = column.byte_range();
     let end = start
         .checked_add(chunk_len)
@@ -90,6 +95,9 @@ fn check_chunk(pages: &File, file_len: u64, column: &ColumnChunkMetaData) -> Res
     let mut values = 0i64;
     let mut buf = vec![0u8; MAX_HEADER_BYTES];
     while at < end {
+        if let Some(starts) = starts.as_mut() {
+            starts.push(at);
+        }
         let window = (end - at).min(MAX_HEADER_BYTES as u64) as usize;
         pages
             .read_exact_at(&mut buf[..window], at)
@@ -119,6 +127,23 @@ fn check_chunk(pages: &File, file_len: u64, column: &ColumnChunkMetaData) -> Res
         ));
     }
     Ok(())
+}
+
+/// Where every page of a sound file starts, in file order (the damage
+/// tests cut files there).
+pub fn page_starts(path: &Path) -> Result<Vec<u64>, String> {
+    let file = open_regular(path).map_err(|e| e.to_string())?;
+    let len = file.metadata().map_err(|e| e.to_string())?.len();
+    let reader = SerializedFileReader::new(file.try_clone().map_err(|e| e.to_string())?)
+        .map_err(|e| e.to_string())?;
+    let mut starts = Vec::new();
+    for group in reader.metadata().row_groups() {
+        for column in group.columns() {
+            check_chunk(&file, len, column, &mut Some(&mut starts))?;
+        }
+    }
+    starts.sort_unstable();
+    Ok(starts)
 }
 
 /// What [`check_chunk`] needs of a `PageHeader` (parquet.thrift).
@@ -155,4 +180,75 @@ fn read_header(bytes: &[u8]) -> Result<(PageHeader, usize), ThriftError> {
         }
     }
     Ok((h, s.consumed()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{BinaryArray, RecordBatch, UInt64Array};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use parquet::arrow::ArrowWriter;
+    use parquet::basic::{Compression, ZstdLevel};
+    use parquet::file::properties::WriterProperties;
+
+    use super::*;
+
+    fn write(path: &Path, value: Vec<u8>, page_limit: usize) {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("n", DataType::UInt64, false),
+            Field::new("blob", DataType::Binary, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(UInt64Array::from(vec![1])),
+                Arc::new(BinaryArray::from(vec![value.as_slice()])),
+            ],
+        )
+        .unwrap();
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap()))
+            .set_dictionary_enabled(false)
+            .set_data_page_size_limit(page_limit)
+            .build();
+        let mut w = ArrowWriter::try_new(File::create(path).unwrap(), schema, Some(props)).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+    }
+
+    #[test]
+    fn a_sound_file_passes_and_its_pages_are_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ok.parquet");
+        write(&path, vec![7; 100], 1 << 20);
+        assert_eq!(check(&path), Ok(1));
+        let starts = page_starts(&path).unwrap();
+        assert_eq!(starts.len(), 2, "one page per column: {starts:?}");
+        assert_eq!(starts[0], 4, "after the magic");
+    }
+
+    /// A page that declares 20 MiB: a few KiB on disk (zeros compress),
+    /// 20 MiB reserved before decompressing. It is damage here.
+    #[test]
+    fn a_page_declaring_more_than_the_cap_is_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.parquet");
+        write(&path, vec![0; 20 << 20], 64 << 20);
+        assert!(std::fs::metadata(&path).unwrap().len() < 64 << 10);
+        let e = check(&path).unwrap_err();
+        assert!(e.contains("more than the 16777216 a page can be"), "{e}");
+    }
+
+    #[test]
+    fn cut_files_are_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cut.parquet");
+        write(&path, vec![7; 5000], 1 << 20);
+        let bytes = std::fs::read(&path).unwrap();
+        for n in [0, 4, 100, bytes.len() / 2, bytes.len() - 1] {
+            std::fs::write(&path, &bytes[..n]).unwrap();
+            assert!(check(&path).is_err(), "cut at {n}");
+        }
+    }
 }
