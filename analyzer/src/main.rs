@@ -29,15 +29,15 @@ fn main() -> ExitCode {
     // A panic anywhere (parquet-rs still has panics on malformed input,
     // and DataFusion re-raises a worker's panic on the caller) becomes an
     // error with exit 2, never a crash and never a result.
+    // The hook only keeps the panic's text: a panic caught on purpose
+    // (a damaged part left out) says nothing more than its warning.
     std::panic::set_hook(Box::new(|info| {
         let at = info
             .location()
             .map(|l| format!(" at {l}"))
             .unwrap_or_default();
-        eprintln!(
-            "nft-analyzer: internal error (a panic{at}): {}",
-            panic_text(info.payload())
-        );
+        let text = format!("a panic{at}: {}", panic_text(info.payload()));
+        *LAST_PANIC.lock().unwrap_or_else(|e| e.into_inner()) = Some(text);
     }));
     let run = std::panic::catch_unwind(|| cli::run(args));
     match run {
@@ -49,14 +49,19 @@ fn main() -> ExitCode {
             ExitCode::from(exit::ERROR)
         }
         Err(_) => {
+            let panic = LAST_PANIC.lock().unwrap_or_else(|e| e.into_inner()).take();
             eprintln!(
-                "nft-analyzer: error: stopped by the panic above; the input may be damaged, \
-                 and no result was given"
+                "nft-analyzer: error: internal error ({}); the input may be damaged, and no \
+                 result was given",
+                escape::terminal(&panic.unwrap_or_else(|| "a panic".into()))
             );
             ExitCode::from(exit::ERROR)
         }
     }
 }
+
+/// The last panic's text and place, for the error line.
+static LAST_PANIC: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
 
 fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
     payload

@@ -34,11 +34,27 @@ pub fn read_stream(path: &Path) -> std::io::Result<(Vec<RecordBatch>, Option<Str
     Ok(read_stream_bytes(&bytes))
 }
 
-/// [`read_stream`] over bytes in memory.
+/// [`read_stream`] over bytes in memory. A panic in arrow-ipc (a schema
+/// message with no fields panics it) is damage at that point.
 pub fn read_stream_bytes(bytes: &[u8]) -> (Vec<RecordBatch>, Option<String>) {
-    let (checked, mut damage) = checked_prefix(bytes);
+    let (checked, damage) = checked_prefix(bytes);
     let mut batches = Vec::new();
-    match StreamReader::try_new(Cursor::new(&bytes[..checked]), None) {
+    let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        read_checked(&bytes[..checked], &mut batches)
+    }));
+    let read_damage = read.unwrap_or_else(|panic| {
+        Some(format!(
+            "arrow-ipc panicked: {}",
+            crate::parquet_check::panic_text(&*panic)
+        ))
+    });
+    (batches, read_damage.or(damage))
+}
+
+/// The batches of a checked stream, up to the first error (returned).
+fn read_checked(bytes: &[u8], batches: &mut Vec<RecordBatch>) -> Option<String> {
+    let mut damage = None;
+    match StreamReader::try_new(Cursor::new(bytes), None) {
         Ok(reader) => {
             for batch in reader {
                 match batch {
@@ -50,9 +66,9 @@ pub fn read_stream_bytes(bytes: &[u8]) -> (Vec<RecordBatch>, Option<String>) {
                 }
             }
         }
-        Err(e) => damage = damage.or(Some(e.to_string())),
+        Err(e) => damage = Some(e.to_string()),
     }
-    (batches, damage)
+    damage
 }
 
 /// The length of the leading run of whole, plausible messages, and what

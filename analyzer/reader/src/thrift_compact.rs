@@ -149,9 +149,14 @@ impl<'a> Struct<'a> {
                     return Ok(());
                 }
                 let kinds = self.byte()?;
+                // Every entry takes two bytes at least: a huge size ends
+                // here, not in a loop over nothing.
+                if size > (self.buf.len() - self.pos) as u64 / 2 {
+                    return Err(self.err("a map longer than the bytes left"));
+                }
                 for _ in 0..size {
-                    self.skip_value(kinds >> 4, depth + 1)?;
-                    self.skip_value(kinds & 0x0f, depth + 1)?;
+                    self.skip_element(kinds >> 4, depth)?;
+                    self.skip_element(kinds & 0x0f, depth)?;
                 }
                 Ok(())
             }
@@ -174,12 +179,18 @@ impl<'a> Struct<'a> {
             return Err(self.err("a list longer than the bytes left"));
         }
         for _ in 0..size {
-            match elem {
-                TRUE | FALSE => self.take(1)?,
-                kind => self.skip_value(kind, depth + 1)?,
-            }
+            self.skip_element(elem, depth)?;
         }
         Ok(())
+    }
+
+    /// One element of a list, set or map: a bool there is a byte (in a
+    /// field it is the field's type), so every element moves forward.
+    fn skip_element(&mut self, kind: u8, depth: u8) -> Result<(), ThriftError> {
+        match kind {
+            TRUE | FALSE => self.take(1),
+            kind => self.skip_value(kind, depth + 1),
+        }
     }
 
     fn byte(&mut self) -> Result<u8, ThriftError> {
@@ -278,6 +289,12 @@ mod tests {
         // Structs nested 100 deep.
         let deep = vec![0x1c; 100];
         let mut s = Struct::new(&deep);
+        s.next_field().unwrap();
+        assert!(s.skip().is_err());
+        // A map of 0x2e62 bool entries with no bytes for them (found by
+        // the fuzzer: it looped over nothing).
+        let bools = [0x1b, 0xe2, 0x5c, 0x11];
+        let mut s = Struct::new(&bools);
         s.next_field().unwrap();
         assert!(s.skip().is_err());
         // Nothing at all.
