@@ -112,7 +112,45 @@ fn message_len(b: &[u8]) -> Result<Option<usize>, String> {
         .checked_add(body)
         .filter(|t| *t <= b.len())
         .ok_or_else(|| format!("it declares a {body}-byte body, more than the file holds"))?;
+    let batch = message
+        .header_as_record_batch()
+        .or_else(|| message.header_as_dictionary_batch().and_then(|d| d.data()));
+    if let Some(batch) = batch {
+        check_buffers(&batch, &b[prefix + meta_len..total])?;
+    }
     Ok(Some(total))
+}
+
+/// The most a compressed buffer may declare it decompresses to: the
+/// recorder's batches were a few MiB.
+const MAX_BUFFER_BYTES: i64 = 256 << 20;
+
+/// A batch's buffers lie inside its body, and a compressed one declares a
+/// plausible size: arrow-ipc allocates the size a compressed buffer's
+/// 8-byte prefix declares before decompressing (found by the fuzzer: an
+/// LZ4 or zstd buffer declaring 4e18 bytes aborted the process).
+fn check_buffers(batch: &arrow::ipc::RecordBatch, body: &[u8]) -> Result<(), String> {
+    let compressed = batch.compression().is_some();
+    for buf in batch.buffers().iter().flatten() {
+        let (offset, len) = (buf.offset(), buf.length());
+        let inside = usize::try_from(offset)
+            .ok()
+            .zip(usize::try_from(len).ok())
+            .and_then(|(o, l)| Some((o, o.checked_add(l)?)))
+            .filter(|(_, end)| *end <= body.len());
+        let Some((start, end)) = inside else {
+            return Err(format!("a buffer at {offset}+{len} outside its body"));
+        };
+        if compressed && end - start >= 8 {
+            let mut size = [0u8; 8];
+            size.copy_from_slice(&body[start..start + 8]);
+            let size = i64::from_le_bytes(size);
+            if !(-1..=MAX_BUFFER_BYTES).contains(&size) {
+                return Err(format!("a compressed buffer declares {size} bytes"));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
