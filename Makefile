@@ -6,12 +6,12 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test setup build build-release lint fmt-check clippy clippy-ebpf unit-and-e2e
+.PHONY: demo test setup build build-release lint fmt-check clippy clippy-ebpf unit-and-e2e fuzz-smoke
 
 demo: setup build-release
 	scripts/demo.sh
 
-test: setup lint build unit-and-e2e
+test: setup lint build unit-and-e2e fuzz-smoke
 
 setup:
 	scripts/setup.sh
@@ -36,6 +36,13 @@ clippy:
 clippy-ebpf:
 	$(CARGO) +nightly clippy --release --locked -p nft-ebpf --target bpfel-unknown-none \
 		-Z build-std=core -- -D warnings
+
+# A bounded run of every fuzz target (nightly, cargo-fuzz; fuzz/run.sh):
+# FUZZ_SECONDS each, seeded with real recordings' files and the inputs that
+# once crashed (fuzz/seeds, fuzz/regressions).
+FUZZ_SECONDS ?= 20
+fuzz-smoke:
+	CARGO_BUILD_JOBS=$${CARGO_BUILD_JOBS:-2} fuzz/run.sh $(FUZZ_SECONDS)
 
 unit-and-e2e:
 	$(CARGO) test --locked --workspace --exclude nft-ebpf

@@ -12,6 +12,7 @@
 set -euo pipefail
 
 BPF_LINKER_VERSION=0.10.3   # loads nightly's own libLLVM 22 at run time
+CARGO_FUZZ_VERSION=0.13.1   # the fuzzer's driver (fuzz/run.sh), built with stable
 DUCKDB_VERSION=1.5.6
 PYARROW_VERSION=26.0.1
 NIGHTLY=nightly             # the machine's installed nightly (LLVM 22); never updated
@@ -44,6 +45,7 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 if [[ ${1:-} == --versions ]]; then
   dpkg-query -W "${APT_PACKAGES[@]}" "${BACKPORTS_PACKAGES[@]}" 2>/dev/null || true
   bpf-linker --version 2>/dev/null || echo "bpf-linker missing"
+  cargo fuzz --version 2>/dev/null || echo "cargo-fuzz missing"
   python3 -c 'import duckdb, pyarrow; print("duckdb", duckdb.__version__, "pyarrow", pyarrow.__version__)' 2>/dev/null || echo "duckdb/pyarrow missing"
   exit 0
 fi
@@ -115,6 +117,13 @@ else
   # always matches the nightly that emits the bitcode (about 1.5 min).
   log "building bpf-linker $BPF_LINKER_VERSION with $NIGHTLY"
   cargo "+$NIGHTLY" install "bpf-linker@$BPF_LINKER_VERSION" --locked --quiet
+fi
+
+if [[ $(cargo fuzz --version 2>/dev/null) == "cargo-fuzz $CARGO_FUZZ_VERSION" ]]; then
+  log "cargo-fuzz $CARGO_FUZZ_VERSION: present"
+else
+  log "building cargo-fuzz $CARGO_FUZZ_VERSION (about 1.5 min)"
+  cargo install "cargo-fuzz@$CARGO_FUZZ_VERSION" --locked --quiet
 fi
 
 # --- Kernel interfaces the tests use -----------------------------------------

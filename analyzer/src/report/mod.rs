@@ -83,6 +83,9 @@ pub struct RecordingReport {
     pub partial: bool,
     pub in_flight: u64,
     pub incomplete_due_to_loss: u64,
+    /// Why the recording's data are incomplete (damaged or missing parts,
+    /// losses, an unclean end).
+    pub incomplete: Vec<String>,
     pub warnings: Vec<String>,
     pub ends: BTreeMap<&'static str, u64>,
     pub final_verdicts: BTreeMap<String, u64>,
@@ -216,6 +219,7 @@ fn recording_report(
         partial: r.is_incomplete(),
         in_flight,
         incomplete_due_to_loss: agg.incomplete_due_to_loss,
+        incomplete: r.incomplete.clone(),
         warnings: summary.warnings.clone(),
         ends: agg.ends.clone(),
         final_verdicts: agg.verdicts.clone(),

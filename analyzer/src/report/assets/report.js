@@ -122,8 +122,9 @@ function headerFacts(rec) {
   }
   parts.push(rec.partial || rec.incomplete_due_to_loss
     ? el("div", { class: "banner partial", "data-partial": "true" },
-        "Partial: " + (h.lost_events ? fmt.n(h.lost_events) + " events were lost" : "the recording did not end cleanly") +
-        "; traces that a loss touches are flagged incomplete_due_to_loss.")
+        "Partial: " + (rec.incomplete.length ? rec.incomplete.join("; ")
+          : h.lost_events ? fmt.n(h.lost_events) + " events were lost" : "the recording did not end cleanly") +
+        ". Traces that a loss touches are flagged incomplete_due_to_loss.")
     : el("div", { class: "banner ok", "data-partial": "false" }, "Complete: nothing was lost, and the recording ended cleanly."));
   for (const w of rec.warnings) parts.push(el("p", { class: "note" }, "warning: " + w));
   return el("div", {}, ...parts);
