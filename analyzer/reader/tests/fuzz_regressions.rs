@@ -13,6 +13,8 @@
 //! To fuzz: `fuzz/run.sh [SECONDS]` (nightly, cargo-fuzz).
 
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
 
 #[path = "../../../fuzz/src/targets.rs"]
 #[allow(dead_code)]
@@ -33,26 +35,47 @@ fn fuzz_dir() -> PathBuf {
     dir
 }
 
-/// Runs `call` on every saved input of `target`; returns how many there
-/// were. A panic names the input.
-fn replay(target: &str, call: impl Fn(&[u8])) -> usize {
+/// Longest one input may take: an input that once hung a target must
+/// fail here, not hang the test run. The rest take milliseconds.
+const DEADLINE: Duration = Duration::from_secs(10);
+
+/// Runs `call` on every saved input of `target`, each on its own thread
+/// with a deadline; returns how many there were. A panic or a hang names
+/// the input.
+fn replay(target: &str, call: fn(&[u8])) -> usize {
     targets::install_panic_hook();
     let mut n = 0;
     for kind in ["regressions", "seeds"] {
         for path in targets::inputs(&fuzz_dir(), kind, target) {
             let data = std::fs::read(&path).unwrap();
-            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call(&data)));
-            if let Err(panic) = run {
-                panic!(
-                    "{}: the {target} fuzz target's call panicked: {}",
-                    path.display(),
-                    nft_reader::parquet_check::panic_text(&*panic)
-                );
+            let (tx, rx) = mpsc::channel();
+            std::thread::spawn(move || {
+                let run = std::panic::catch_unwind(|| call(&data));
+                let _ = tx.send(run.map_err(|p| nft_reader::parquet_check::panic_text(&*p)));
+            });
+            match rx.recv_timeout(DEADLINE) {
+                Ok(Ok(())) => {}
+                Ok(Err(panic)) => panic!(
+                    "{}: the {target} fuzz target's call panicked: {panic}",
+                    path.display()
+                ),
+                // The thread is left running; the test process ends it.
+                Err(_) => panic!(
+                    "{}: the {target} fuzz target's call took more than {DEADLINE:?} (a hang)",
+                    path.display()
+                ),
             }
             n += 1;
         }
     }
     n
+}
+
+fn netlink(data: &[u8]) {
+    for event in message::parse_datagram(data) {
+        // The header bytes it keeps are copied out of the datagram.
+        assert!(event.packet.len() <= data.len());
+    }
 }
 
 #[test]
@@ -77,12 +100,7 @@ fn segment_inputs() {
 
 #[test]
 fn netlink_inputs() {
-    let n = replay("netlink", |data| {
-        for event in message::parse_datagram(data) {
-            assert!(event.packet.len() <= data.len());
-        }
-    });
-    assert!(n > 0, "no seeds found");
+    assert!(replay("netlink", netlink) > 0, "no seeds found");
 }
 
 #[test]
