@@ -13,7 +13,7 @@ use parquet::file::metadata::ColumnChunkMetaData;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 
 use crate::safe_read::open_regular;
-use crate::thrift_compact::{Struct, ThriftError};
+use crate::thrift_compact::{Struct, ThriftError, CUT_SHORT};
 
 /// The largest page read. The recorder writes pages of about 1 MiB (the
 /// Parquet writer's default page size); a page declaring more than this is
@@ -98,12 +98,8 @@ fn check_chunk(
         if let Some(starts) = starts.as_mut() {
             starts.push(at);
         }
-        let window = (end - at).min(MAX_HEADER_BYTES as u64) as usize;
-        pages
-            .read_exact_at(&mut buf[..window], at)
-            .map_err(|e| e.to_string())?;
         let (header, header_len) =
-            read_header(&buf[..window]).map_err(|e| format!("page at {at}: {e}"))?;
+            header_at(pages, at, end, &mut buf).map_err(|e| format!("page at {at}: {e}"))?;
         if header.compressed < 0 || header.uncompressed < 0 {
             return Err(format!("page at {at}: a negative size"));
         }
@@ -145,6 +141,34 @@ pub fn page_starts(path: &Path) -> Result<Vec<u64>, String> {
     starts.sort_unstable();
     Ok(starts)
 }
+
+/// Reads the page header at `at`: first from a small window (headers are
+/// a few dozen bytes; reading 64 KiB per page made a file of tiny pages
+/// cost thousands of times its size), then from the largest a header may
+/// take if it was cut short.
+fn header_at(
+    pages: &File,
+    at: u64,
+    end: u64,
+    buf: &mut [u8],
+) -> Result<(PageHeader, usize), String> {
+    let mut last = String::new();
+    for window in [FIRST_HEADER_WINDOW, MAX_HEADER_BYTES] {
+        let window = (end - at).min(window as u64) as usize;
+        pages
+            .read_exact_at(&mut buf[..window], at)
+            .map_err(|e| e.to_string())?;
+        match read_header(&buf[..window]) {
+            Ok(found) => return Ok(found),
+            Err(e) if e.what == CUT_SHORT && window < MAX_HEADER_BYTES => last = e.to_string(),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Err(last)
+}
+
+/// The first read of a page header.
+const FIRST_HEADER_WINDOW: usize = 512;
 
 /// What [`check_chunk`] needs of a `PageHeader` (parquet.thrift).
 #[derive(Debug, Default)]

@@ -16,6 +16,9 @@ pub struct ThriftError {
 
 const MAX_DEPTH: u8 = 32;
 
+/// The error of a struct that runs past the bytes given.
+pub const CUT_SHORT: &str = "cut short";
+
 // Compact protocol element types.
 const STOP: u8 = 0;
 const TRUE: u8 = 1;
@@ -197,14 +200,14 @@ impl<'a> Struct<'a> {
         let b = *self
             .buf
             .get(self.pos)
-            .ok_or_else(|| self.err("cut short"))?;
+            .ok_or_else(|| self.err(CUT_SHORT))?;
         self.pos += 1;
         Ok(b)
     }
 
     fn take(&mut self, n: usize) -> Result<(), ThriftError> {
         if n > self.buf.len() - self.pos {
-            return Err(self.err("cut short"));
+            return Err(self.err(CUT_SHORT));
         }
         self.pos += n;
         Ok(())
@@ -291,8 +294,8 @@ mod tests {
         let mut s = Struct::new(&deep);
         s.next_field().unwrap();
         assert!(s.skip().is_err());
-        // A map of 0x2e62 bool entries with no bytes for them (found by
-        // the fuzzer: it looped over nothing).
+        // A map of 0x2e62 bool entries with no bytes for them (the fuzzer's
+        // input declared 2^62: it looped over nothing).
         let bools = [0x1b, 0xe2, 0x5c, 0x11];
         let mut s = Struct::new(&bools);
         s.next_field().unwrap();
