@@ -197,10 +197,7 @@ impl<'a> Struct<'a> {
     }
 
     fn byte(&mut self) -> Result<u8, ThriftError> {
-        let b = *self
-            .buf
-            .get(self.pos)
-            .ok_or_else(|| self.err(CUT_SHORT))?;
+        let b = *self.buf.get(self.pos).ok_or_else(|| self.err(CUT_SHORT))?;
         self.pos += 1;
         Ok(b)
     }
