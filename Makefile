@@ -1,6 +1,6 @@
 # The two commands of the README, and the steps they are made of.
 #   make demo   set up, build, and run the built-in demo
-#   make test   set up, lint, build, and run every test (what CI runs)
+#   make test   set up, lint, build, run every test, and fuzz briefly (what CI runs)
 # Everything runs as root: set-up installs packages, the tests load eBPF and
 # make network namespaces.
 
