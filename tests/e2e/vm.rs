@@ -183,7 +183,7 @@ fn suite(kernel: &str, kprobe_multi: bool) {
     crate::vm_api::check(kernel, &out, kprobe_multi);
     crate::vm_forward::check(kernel, &out);
     let backends: &[&str] = if kprobe_multi {
-        &["auto", "kprobe", "fentry"]
+        &["auto", "fentry"]
     } else {
         &["auto", "kprobe"]
     };

@@ -40,17 +40,26 @@ fn in_order(path: &[String], want: &[&[&str]]) -> bool {
     true
 }
 
-/// One `--mode multi --max-functions 300` recording with `backend`; on a
-/// kernel with kprobe.multi, `auto` is kprobe-multi there (more than
+/// One `--mode multi --max-functions 300` recording with `backend` (100
+/// for fentry on a kernel with kprobe.multi: see multi.sh); on a kernel
+/// with kprobe.multi, `auto` is kprobe-multi there (more than
 /// `AUTO_MULTI_ABOVE` functions). Returns the echo requests' paths.
 fn multi(kernel: &str, out: &Path, backend: &str, kprobe_multi: bool) -> Vec<Vec<String>> {
     let rec = out.join(format!("multi-{backend}"));
     let m = manifest(&rec);
     let what = format!("{kernel} {backend}");
     assert_eq!(m["mode"], "multi", "{what}");
-    // 300, and the free functions tracking adds.
+    // 300 (or 100), and the free functions tracking adds.
+    let asked = if backend == "fentry" && kprobe_multi {
+        100
+    } else {
+        300
+    };
     let requested = m["functions_requested"].as_u64().unwrap();
-    assert!((300..=310).contains(&requested), "{what}: {requested}");
+    assert!(
+        (asked..=asked + 10).contains(&requested),
+        "{what}: {requested}"
+    );
     let plan = m["attach_plan"].as_array().unwrap();
     let functions: Vec<&Value> = plan.iter().filter(|a| a["backend"].is_string()).collect();
     let by = |b: &str| functions.iter().filter(|a| a["backend"] == b).count();
@@ -73,7 +82,8 @@ fn multi(kernel: &str, out: &Path, backend: &str, kprobe_multi: bool) -> Vec<Vec
         "fentry" => {
             assert_eq!(m["backend"], "fentry", "{what}");
             assert_eq!(by("fentry") as u64, attached, "{what}");
-            assert!(attached >= 250, "{what}: {attached}");
+            // 282 of 300 on 6.12: the rest are module functions.
+            assert!(attached >= requested * 5 / 6, "{what}: {attached}");
             assert!(
                 failed.iter().all(|f| f["error"].is_string()),
                 "{what}: {failed:?}"

@@ -8,6 +8,8 @@
 # (/out/fwd-monitor.txt) and the counters (/out/fwd-counters.json) for
 # tests/e2e/vm.rs.
 set -euo pipefail
+# Seconds since the suite began, on each phase line: where a slow guest spends its time.
+export SUITE_T0=${SUITE_T0:-$EPOCHSECONDS}
 
 for n in fa fr fc; do
   ip netns add $n
@@ -93,4 +95,4 @@ wait $rec
 sleep 0.3; kill $monitor || true
 ip netns exec fr nft -a -j list table inet fw > /out/fwd-counters.json
 ip netns exec fr nft -a list table inet fw > /out/fwd-ruleset.txt
-echo "forward: done"
+echo "forward: done (at $(( EPOCHSECONDS - SUITE_T0 )) s)"

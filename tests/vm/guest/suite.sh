@@ -6,8 +6,11 @@
 # (forward.sh), function tracing with tracking, and at scale and through
 # NAT (multi.sh). Exits non-zero on the first failure.
 set -euo pipefail
+# Seconds since the suite began, on each phase line: where a slow guest spends its time.
+export SUITE_T0=${SUITE_T0:-$EPOCHSECONDS}
 
 nft-recorder check > /out/check.txt
+echo "suite: check done (at $(( EPOCHSECONDS - SUITE_T0 )) s)"
 cat /out/check.txt
 
 ip netns add a; ip netns add b
@@ -37,7 +40,7 @@ ip netns exec a nc -z -w 1 10.9.0.2 9 || true
 wait $rec
 sleep 0.3; kill $monitor || true
 ip netns exec b nft -j list table inet fw > /out/counters.json
-echo "suite: done"
+echo "suite: done (at $(( EPOCHSECONDS - SUITE_T0 )) s)"
 
 bash /work/guest/api.sh
 bash /work/guest/forward.sh
@@ -65,7 +68,7 @@ record_ping() { # DIR ARGS...
 record_ping /out/kprobe --backend kprobe
 record_ping /out/untracked --backend kprobe --track-skbs 0
 nft-recorder discover > /out/discover.txt
-echo "suite: functions done"
+echo "suite: functions done (at $(( EPOCHSECONDS - SUITE_T0 )) s)"
 
 bash /work/guest/multi.sh
 
