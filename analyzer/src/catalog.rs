@@ -78,6 +78,9 @@ impl Default for Settings {
 pub struct Catalog {
     pub ctx: SessionContext,
     pub recordings: Vec<Recording>,
+    /// The local copies of recordings named by URLs (kept while the session
+    /// reads them).
+    pub fetched: Vec<crate::fleet::Fetched>,
 }
 
 impl Catalog {
@@ -191,7 +194,11 @@ impl Catalog {
                 .await
                 .map_err(df(&format!("view {}", view.name)))?;
         }
-        Ok(Self { ctx, recordings })
+        Ok(Self {
+            ctx,
+            recordings,
+            fetched: Vec::new(),
+        })
     }
 
     /// Runs `sql` (the query called `name`, for errors) to the end.

@@ -310,8 +310,27 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     Ok(outcome.exit_code(strict))
 }
 
-async fn open(dirs: &[PathBuf], tuning: &Tuning) -> anyhow::Result<Catalog> {
-    let catalog = Catalog::open(dirs, &tuning.settings()).await?;
+/// Opens the recordings; URLs among them are fetched first (`fleet`), and
+/// errors about their copies name the URL.
+async fn open(args: &[PathBuf], tuning: &Tuning) -> anyhow::Result<Catalog> {
+    let resolved = nft_analyzer::fleet::resolve(args).await?;
+    for f in &resolved.fetched {
+        eprintln!(
+            "fetched {} recording(s), {} file(s), {:.1} MiB from {}{}",
+            f.recordings.len(),
+            f.files,
+            f.bytes as f64 / (1u64 << 20) as f64,
+            f.url,
+            match f.ignored {
+                0 => String::new(),
+                n => format!(" ({n} other object(s) left out)"),
+            }
+        );
+    }
+    let mut catalog = Catalog::open(&resolved.dirs, &tuning.settings())
+        .await
+        .map_err(|e| anyhow::anyhow!(resolved.in_urls(&e.to_string())))?;
+    catalog.fetched = resolved.fetched;
     Ok(catalog)
 }
 
@@ -624,7 +643,7 @@ fn split_sql_args(
     let mut sql = None;
     if !has_query {
         if let Some(last) = args.last() {
-            if !std::path::Path::new(last).is_dir() {
+            if !std::path::Path::new(last).is_dir() && !nft_schema::store::is_url(last) {
                 sql = Some(last.clone());
                 dirs.pop();
             }

@@ -10,6 +10,9 @@
 //! query results ([`escape`] keeps a recording's strings from driving a
 //! terminal); [`report`] draws a recording or a diff as an HTML page
 //! (and serves it); [`synth`] makes synthetic recordings for the benchmark.
+//! [`fleet`] copies recordings named by URLs (`s3://`, `file://`) into a
+//! private local directory first, so they are opened and checked as local
+//! ones.
 
 pub mod catalog;
 /// Opening and checking a recording lives in its own crate (the fuzzer
@@ -18,6 +21,7 @@ pub use nft_reader::{recording, safe_read};
 pub mod diff;
 pub mod escape;
 pub mod exit;
+pub mod fleet;
 pub mod output;
 pub mod queries;
 pub mod report;

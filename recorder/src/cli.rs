@@ -77,6 +77,33 @@ pub enum Command {
     /// Exits 0 when at least tracepoints work, 1 otherwise. Needs root for
     /// the eBPF checks.
     Check,
+    /// Ship a finished (or interrupted) recording to object storage, into
+    /// the fleet layout URL/host=<host>/date=<YYYY-MM-DD>/<recording-id>/.
+    ///
+    /// Tables and segments first, the manifest last; a file already there
+    /// with the same size and content is skipped, so an interrupted push
+    /// resumes and a second push uploads nothing. s3:// URLs take the usual
+    /// AWS_* variables (AWS_ENDPOINT, AWS_REGION, AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY, AWS_ALLOW_HTTP=true for a local server).
+    /// Prints the recording's URL.
+    ///
+    /// Examples:
+    ///   nft-recorder push /var/lib/nft-tracer/rec1 s3://fleet/recordings
+    ///   nft-recorder push rec1 file:///mnt/shared/recordings
+    Push(PushArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PushArgs {
+    /// The recording directory.
+    #[arg(value_name = "REC")]
+    recording: PathBuf,
+    /// Where the fleet's recordings are: s3://BUCKET/PREFIX or file:///DIR.
+    #[arg(value_name = "URL")]
+    url: String,
+    /// Seconds each request is retried (with backoff) before the push fails.
+    #[arg(long, default_value_t = 30, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    retry_timeout: u64,
 }
 
 #[derive(Args, Debug)]
@@ -382,7 +409,44 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Record(args) => run_record(*args),
         Command::Serve(args) => run_serve(args),
         Command::Discover(args) => run_discover(args),
+        Command::Push(args) => run_push(args),
     }
+}
+
+/// Pushes one recording; the summary on stderr, its URL on stdout.
+fn run_push(args: PushArgs) -> anyhow::Result<ExitCode> {
+    let options = nft_recorder::push::PushOptions {
+        retry_timeout: std::time::Duration::from_secs(args.retry_timeout),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    let pushed = runtime.block_on(nft_recorder::push::push(&args.recording, &args.url, &options));
+    let report = match pushed {
+        Ok(report) => report,
+        Err(e) if e.is_bad_input() => return Err(UsageError(e.to_string()).into()),
+        Err(e) => return Err(e).context(format!("pushing {}", args.recording.display())),
+    };
+    let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+    eprintln!(
+        "nft-recorder: pushed {} file(s), {:.1} MiB in {:.1} s ({:.1} MiB/s); {} already there ({:.1} MiB)",
+        report.uploaded_files,
+        mib(report.uploaded_bytes),
+        report.seconds,
+        mib(report.uploaded_bytes) / report.seconds.max(1e-3),
+        report.skipped_files,
+        mib(report.skipped_bytes),
+    );
+    if !report.left_out.is_empty() {
+        eprintln!(
+            "nft-recorder: left out (not part of a recording): {}",
+            report.left_out.join(", ")
+        );
+    }
+    println!("{}", report.url);
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs the API server until SIGINT or SIGTERM.

@@ -6,6 +6,7 @@
 //! off the ring buffer -> `writer` turns them into a recording directory.
 //! `record` runs that whole pipeline as a session with a lifecycle
 //! (`record::Session`); `check` tries each backend and says what works.
+//! `push` ships a recording to object storage.
 //! No DataFusion, no SQL here: analysis happens in `nft-analyzer`.
 
 pub mod check;
@@ -17,6 +18,7 @@ pub mod kernel;
 pub mod live;
 pub mod loader;
 pub mod pcap;
+pub mod push;
 pub mod record;
 pub mod sd_notify;
 pub mod serve;

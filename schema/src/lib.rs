@@ -8,6 +8,8 @@
 //!   schemas of a recording;
 //! - `manifest` (feature `std`): the `recording.json` types;
 //! - `files` (feature `std`): the recording directory's file names.
+//! - `fleet` (feature `std`): where a recording goes in object storage, and
+//!   `store` (feature `store`): the URLs that name that storage.
 //!
 //! Bump [`SCHEMA_VERSION`] and log the change in `SCHEMA_CHANGES.md` whenever
 //! any of these change shape.
@@ -23,7 +25,11 @@ pub mod columns;
 #[cfg(feature = "std")]
 pub mod files;
 #[cfg(feature = "std")]
+pub mod fleet;
+#[cfg(feature = "std")]
 pub mod manifest;
+#[cfg(feature = "store")]
+pub mod store;
 #[cfg(feature = "std")]
 pub mod tables;
 

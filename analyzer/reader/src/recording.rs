@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use arrow::record_batch::RecordBatch;
-use nft_schema::files;
+use nft_schema::{files, fleet};
 use nft_schema::manifest::{Manifest, MANIFEST_FILE};
 use nft_schema::tables::names;
 use nft_schema::SCHEMA_VERSION;
@@ -271,11 +271,20 @@ fn open_segment(
     out
 }
 
+/// A recording's name: its directory's, or `<host>/<id>` in the fleet
+/// layout (`…/host=<host>/date=<day>/<id>`), where ids repeat across hosts.
 fn display_name(dir: &Path) -> String {
-    dir.canonicalize()
-        .ok()
-        .as_deref()
-        .and_then(Path::file_name)
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| dir.display().to_string())
+    let full = dir.canonicalize().ok();
+    let name = |p: Option<&Path>| p.and_then(Path::file_name).map(|n| n.to_string_lossy().into_owned());
+    let Some(id) = name(full.as_deref()) else {
+        return dir.display().to_string();
+    };
+    let date = full.as_deref().and_then(Path::parent);
+    let host = date.and_then(Path::parent);
+    let is = |n: &str, column: &str| n.strip_prefix(column).and_then(move |r| r.strip_prefix('=')).is_some();
+    let in_layout = name(date).is_some_and(|d| is(&d, fleet::DATE));
+    match name(host) {
+        Some(h) if in_layout && is(&h, fleet::HOST) => format!("{}/{id}", &h[fleet::HOST.len() + 1..]),
+        _ => id,
+    }
 }
