@@ -15,6 +15,7 @@ BPF_LINKER_VERSION=0.10.3   # loads nightly's own libLLVM 22 at run time
 CARGO_FUZZ_VERSION=0.13.1   # the fuzzer's driver (fuzz/run.sh), built with stable
 DUCKDB_VERSION=1.5.6
 PYARROW_VERSION=26.0.1
+MOTO_VERSION=5.2.1         # a real S3-protocol server on loopback (fleet tests)
 NIGHTLY=nightly             # the machine's installed nightly (LLVM 22); never updated
 
 # Debian packages from bookworm.
@@ -98,6 +99,15 @@ else
   log "installing duckdb==$DUCKDB_VERSION pyarrow==$PYARROW_VERSION"
   python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore \
     "duckdb==$DUCKDB_VERSION" "pyarrow==$PYARROW_VERSION"
+fi
+
+# --- An S3-protocol server for the fleet tests (moto's server mode) --------
+if python3 -c "import moto, flask, boto3, sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null; then
+  log "moto $MOTO_VERSION: present"
+else
+  log "installing moto[server]==$MOTO_VERSION"
+  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore \
+    "moto[server]==$MOTO_VERSION"
 fi
 
 # --- Rust: nightly rust-src and bpf-linker for the eBPF crate ---------------

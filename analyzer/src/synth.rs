@@ -126,6 +126,8 @@ pub struct Spec {
     /// Rows per Parquet segment.
     pub segment_rows: usize,
     pub seed: u64,
+    /// The manifest's host (a fleet of synthetic boxes).
+    pub host: String,
 }
 
 impl Default for Spec {
@@ -136,6 +138,7 @@ impl Default for Spec {
             concurrency: 256,
             segment_rows: 4 << 20,
             seed: 1,
+            host: "synthetic".into(),
         }
     }
 }
@@ -244,7 +247,7 @@ pub fn generate(dir: &Path, spec: &Spec) -> std::io::Result<Generated> {
     let manifest = Manifest {
         schema_version: nft_schema::SCHEMA_VERSION,
         tool_version: "synth".into(),
-        host: "synthetic".into(),
+        host: spec.host.clone(),
         kernel_release: "synthetic".into(),
         monotonic_to_unix_ns: 0,
         started_ns: 1_000_000_000_000,

@@ -420,6 +420,7 @@ fn synthetic_recording_gives_one_trace_per_packet() {
         concurrency: 64,
         segment_rows: 50_000,
         seed: 7,
+        ..Default::default()
     };
     let g = nft_analyzer::synth::generate(&dir, &spec).unwrap();
     let (traces, summary) = run_traces(&[&dir], Params::default());

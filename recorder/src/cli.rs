@@ -101,6 +101,9 @@ pub struct PushArgs {
     /// Where the fleet's recordings are: s3://BUCKET/PREFIX or file:///DIR.
     #[arg(value_name = "URL")]
     url: String,
+    /// Seconds one request may go unanswered (a stalled server).
+    #[arg(long, default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    request_timeout: u64,
     /// Seconds each request is retried (with backoff) before the push fails.
     #[arg(long, default_value_t = 30, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
     retry_timeout: u64,
@@ -417,6 +420,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn run_push(args: PushArgs) -> anyhow::Result<ExitCode> {
     let options = nft_recorder::push::PushOptions {
         retry_timeout: std::time::Duration::from_secs(args.retry_timeout),
+        request_timeout: std::time::Duration::from_secs(args.request_timeout),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -52,10 +52,16 @@ pub struct Destination {
     pub local_root: Option<std::path::PathBuf>,
 }
 
-/// Opens `url`. Each request is retried with exponential backoff for up to
-/// `retry_timeout` before it fails. `create` makes a `file://` directory
+/// Opens `url`. A request that has no answer within `request_timeout`
+/// fails, and each is retried with exponential backoff for up to
+/// `retry_timeout` before it fails for good. `create` makes a `file://` directory
 /// that is not there (a push); a reader is told it is missing instead.
-pub fn open(url: &str, retry_timeout: Duration, create: bool) -> Result<Destination, UrlError> {
+pub fn open(
+    url: &str,
+    request_timeout: Duration,
+    retry_timeout: Duration,
+    create: bool,
+) -> Result<Destination, UrlError> {
     let bad = |why: String| UrlError {
         url: url.to_string(),
         why,
@@ -81,7 +87,10 @@ pub fn open(url: &str, retry_timeout: Duration, create: bool) -> Result<Destinat
             .with_bucket_name(bucket)
             .with_retry(retry)
             .with_config(Client(ClientConfigKey::ConnectTimeout), "5s")
-            .with_config(Client(ClientConfigKey::Timeout), "60s")
+            .with_config(
+                Client(ClientConfigKey::Timeout),
+                format!("{}ms", request_timeout.as_millis()),
+            )
             .build()
             .map_err(|e| bad(e.to_string()))?;
         let prefix = Path::parse(path).map_err(|e| bad(e.to_string()))?;

@@ -7,6 +7,7 @@ mod check_cli;
 mod damaged_recordings;
 mod diff_recordings;
 mod discover_cli;
+mod fleet;
 mod load_bench;
 mod nftrace_ipv6;
 mod record_filters;

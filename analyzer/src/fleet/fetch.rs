@@ -16,8 +16,10 @@ use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 
 use super::FleetError;
 
-/// How long each request is retried before the read fails.
-const RETRY: Duration = Duration::from_secs(20);
+/// How long each request is retried before the read fails, and how long
+/// one may go unanswered.
+const RETRY: Duration = Duration::from_secs(10);
+const REQUEST: Duration = Duration::from_secs(60);
 
 /// The local copies of one URL's recordings.
 pub struct Fetched {
@@ -39,7 +41,7 @@ impl Fetched {
 
 /// Lists `url` and copies each recording below it.
 pub async fn fetch(url: &str) -> Result<Fetched, FleetError> {
-    let dest = store::open(url, RETRY, false)?;
+    let dest = store::open(url, REQUEST, RETRY, false)?;
     let failed = |e: object_store::Error| FleetError::Store {
         url: url.to_string(),
         why: e.to_string(),

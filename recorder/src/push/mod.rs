@@ -68,6 +68,8 @@ impl PushError {
 /// How to push.
 #[derive(Debug, Clone)]
 pub struct PushOptions {
+    /// How long one request may go unanswered.
+    pub request_timeout: Duration,
     /// How long each request is retried before the push fails.
     pub retry_timeout: Duration,
 }
@@ -94,7 +96,7 @@ pub async fn push(rec: &Path, url: &str, options: &PushOptions) -> Result<PushRe
     let manifest = read_manifest(rec)?;
     let id = recording_id(rec)?;
     let (files, left_out) = recording_files(rec)?;
-    let dest = store::open(url, options.retry_timeout, true)?;
+    let dest = store::open(url, options.request_timeout, options.retry_timeout, true)?;
     let prefix = fleet::recording_prefix(&manifest, &id);
     let mut report = PushReport {
         url: format!("{}/{prefix}", dest.url),

@@ -24,6 +24,9 @@ pub const PART: usize = 8 << 20;
 /// Uploads in flight per multipart upload.
 const PARTS_IN_FLIGHT: usize = 2;
 
+/// How long a failed multipart upload's abort may take.
+const ABORT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What became of one file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -102,8 +105,9 @@ pub async fn put(
             Ok(Outcome::Uploaded)
         }
         Err(e) => {
-            // Do not leave the parts billed on the server.
-            let _ = write.abort().await;
+            // Do not leave the parts billed on the server, but do not wait
+            // long on a server that has stopped answering either.
+            let _ = tokio::time::timeout(ABORT_WAIT, write.abort()).await;
             Err(e)
         }
     }
