@@ -200,7 +200,9 @@ pub fn kernel_lock() -> std::sync::RwLockWriteGuard<'static, ()> {
 /// guest's recorder starts keep about one core busy, so two guests fill the
 /// two), never beside a host test that loads programs or times itself.
 pub fn guest_lock() -> std::sync::RwLockReadGuard<'static, ()> {
-    KERNEL.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    KERNEL
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The recorder's programs loaded in the kernel (tracepoint slots and the

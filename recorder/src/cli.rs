@@ -214,6 +214,12 @@ pub struct RecordArgs {
     /// Print one line per event while recording.
     #[arg(long)]
     live: bool,
+    /// Ship each segment to object storage as it closes, and the whole
+    /// recording when it ends (as `nft-recorder push`; s3://BUCKET/PREFIX or
+    /// file:///DIR). The URL is checked before anything is attached. Not
+    /// with --ring (a segment could be deleted before its upload).
+    #[arg(long, value_name = "URL", conflicts_with = "ring")]
+    push: Option<String>,
     /// Do not record the kernel's nftrace messages (and do not install the
     /// temporary `inet nft_tracer` table that enables them).
     #[arg(long)]
@@ -339,7 +345,12 @@ fn announce(ready: &Ready) {
 /// one removes the nftables tables and exits at once: the kernel detaches
 /// the probes when the process's descriptors close.
 fn run_record(args: RecordArgs) -> anyhow::Result<ExitCode> {
+    let push = args.push.clone();
     let opts = args.into_options()?;
+    let follower = match push {
+        Some(url) => Some(start_push(&opts.output, url)?),
+        None => None,
+    };
     let stop = Arc::new(StopSignal::new());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -391,11 +402,36 @@ fn run_record(args: RecordArgs) -> anyhow::Result<ExitCode> {
         summary.end,
         summary.dir.display()
     );
+    if let Some(f) = follower {
+        let (report, during) = f.finish().context("pushing the recording")?;
+        print_push(&report, Some(during));
+    }
     Ok(if summary.failed() {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `record --push`: the URL checked with one request, then a thread that
+/// follows the recording.
+fn start_push(
+    dir: &std::path::Path,
+    url: String,
+) -> anyhow::Result<nft_recorder::push::follow::Follower> {
+    use nft_recorder::push::{follow, PushOptions};
+    let options = PushOptions {
+        request_timeout: Duration::from_secs(60),
+        retry_timeout: Duration::from_secs(30),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime
+        .block_on(follow::check(&url, &options))
+        .map_err(|e| UsageError(format!("--push: {e}")))?;
+    Ok(follow::follow(dir.to_path_buf(), url, options))
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -427,21 +463,35 @@ fn run_push(args: PushArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    let pushed = runtime.block_on(nft_recorder::push::push(&args.recording, &args.url, &options));
+    let pushed = runtime.block_on(nft_recorder::push::push(
+        &args.recording,
+        &args.url,
+        &options,
+    ));
     let report = match pushed {
         Ok(report) => report,
         Err(e) if e.is_bad_input() => return Err(UsageError(e.to_string()).into()),
         Err(e) => return Err(e).context(format!("pushing {}", args.recording.display())),
     };
+    print_push(&report, None);
+    println!("{}", report.url);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A push's summary on stderr (with, for `record --push`, the segments
+/// that went while recording).
+fn print_push(report: &nft_recorder::push::PushReport, during: Option<usize>) {
     let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
     eprintln!(
-        "nft-recorder: pushed {} file(s), {:.1} MiB in {:.1} s ({:.1} MiB/s); {} already there ({:.1} MiB)",
+        "nft-recorder: pushed {} file(s), {:.1} MiB in {:.1} s ({:.1} MiB/s); {} already there ({:.1} MiB){} -> {}",
         report.uploaded_files,
         mib(report.uploaded_bytes),
         report.seconds,
         mib(report.uploaded_bytes) / report.seconds.max(1e-3),
         report.skipped_files,
         mib(report.skipped_bytes),
+        during.map_or(String::new(), |n| format!("; {n} segment(s) while recording")),
+        report.url,
     );
     if !report.left_out.is_empty() {
         eprintln!(
@@ -449,8 +499,6 @@ fn run_push(args: PushArgs) -> anyhow::Result<ExitCode> {
             report.left_out.join(", ")
         );
     }
-    println!("{}", report.url);
-    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs the API server until SIGINT or SIGTERM.

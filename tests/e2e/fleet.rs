@@ -24,7 +24,14 @@ impl S3Server {
             .unwrap()
             .port();
         let child = Command::new("python3")
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -35,7 +42,10 @@ impl S3Server {
         };
         let start = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(start.elapsed() < Duration::from_secs(30), "moto never listened");
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "moto never listened"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         server
@@ -61,8 +71,15 @@ impl S3Server {
              aws_access_key_id='test', aws_secret_access_key='test', region_name='us-east-1')\n{code}",
             self.endpoint
         );
-        let out = Command::new("python3").args(["-c", &script]).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("python3")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -116,29 +133,39 @@ fn pushed(stderr: &str) -> (usize, usize) {
 }
 
 /// The firewall scenario recorded (b's namespace) by a recorder whose host
-/// name is `host`: it runs in a UTS namespace of its own.
-fn record_on(hosts: &TwoHosts, host: &str) -> PathBuf {
+/// name is `host`: it runs in a UTS namespace of its own. `extra`: more
+/// flags. The recording and the recorder's stderr.
+fn record_on(s3: &S3Server, hosts: &TwoHosts, host: &str, extra: &[&str]) -> (PathBuf, String) {
     hosts.b.exec("nft", &["flush ruleset"]).unwrap();
     hosts.b.exec("nft", &[nft_tests::FIREWALL]).unwrap();
     let dir = recording_dir(&format!("fleet-{host}"));
-    let mut child = Command::new("unshare")
+    let mut child = s3
+        .env(&mut Command::new("unshare"))
         .args(["--uts", "sh", "-c", "hostname \"$0\" && exec \"$@\"", host])
         .arg(workspace_bin("nft-recorder"))
         .args(["record", "-o"])
         .arg(&dir)
-        .args(["--netns", &hosts.b.name, "--host", &hosts.a_ip, "--duration", "5"])
+        .args(["--netns", &hosts.b.name, "--host", &hosts.a_ip])
+        .args(["--duration", "5"])
+        .args(extra)
         .stdout(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let start = Instant::now();
     while !dir.join("recording.json").exists() {
-        assert!(child.try_wait().unwrap().is_none(), "the recorder exited early");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the recorder exited early"
+        );
         assert!(start.elapsed() < Duration::from_secs(20));
         std::thread::sleep(Duration::from_millis(50));
     }
     firewall_traffic(hosts);
-    assert!(child.wait().unwrap().success());
-    dir
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    (dir, stderr)
 }
 
 /// Every file of `local` equals its object under `prefix` in `bucket`.
@@ -146,7 +173,10 @@ fn same_objects(s3: &S3Server, bucket: &str, prefix: &str, local: &Path) {
     let listing = s3.python(&format!(
         "for o in s3.list_objects_v2(Bucket='{bucket}', Prefix='{prefix}/').get('Contents', []):\n    print(o['Key'])"
     ));
-    let mut names: Vec<&str> = listing.lines().map(|k| k.rsplit('/').next().unwrap()).collect();
+    let mut names: Vec<&str> = listing
+        .lines()
+        .map(|k| k.rsplit('/').next().unwrap())
+        .collect();
     names.sort();
     let mut want: Vec<String> = std::fs::read_dir(local)
         .unwrap()
@@ -160,9 +190,16 @@ fn same_objects(s3: &S3Server, bucket: &str, prefix: &str, local: &Path) {
              print(hashlib.sha256(b).hexdigest())"
         );
         let theirs = s3.python(&code);
-        let ours = Command::new("sha256sum").arg(local.join(&name)).output().unwrap();
+        let ours = Command::new("sha256sum")
+            .arg(local.join(&name))
+            .output()
+            .unwrap();
         let ours = String::from_utf8_lossy(&ours.stdout);
-        assert_eq!(theirs.trim(), ours.split_whitespace().next().unwrap(), "{name}");
+        assert_eq!(
+            theirs.trim(),
+            ours.split_whitespace().next().unwrap(),
+            "{name}"
+        );
     }
 }
 
@@ -185,23 +222,40 @@ fn csv(s3: &S3Server, recs: &[&str], query: &str) -> String {
 fn recordings_pushed_to_s3_are_queried_as_one_fleet() {
     let s3 = S3Server::start();
     s3.create_bucket("fleet");
-    let (a, b) = {
+    let url = "s3://fleet/recordings";
+    // box-a is pushed after recording; box-b while recording (segments
+    // closed every second go as they close).
+    let (a, (b, recorded_b)) = {
         let _kernel = kernel_lock();
         let hosts = TwoHosts::new(237).unwrap();
-        (record_on(&hosts, "box-a"), record_on(&hosts, "box-b"))
+        let during = ["--push", url, "--segment-seconds", "1"];
+        let a = record_on(&s3, &hosts, "box-a", &[]).0;
+        (a, record_on(&s3, &hosts, "box-b", &during))
     };
     let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
-    let url = "s3://fleet/recordings";
+    let while_recording: usize = recorded_b
+        .split(" segment(s) while recording")
+        .next()
+        .and_then(|t| t.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{recorded_b}"));
+    assert!(while_recording >= 2, "{recorded_b}");
 
-    // Push: everything the first time, nothing the second.
+    // Push: everything the first time (box-b: nothing), nothing the second.
     let mut prefixes = Vec::new();
     for (rec, host) in [(a, "box-a"), (b, "box-b")] {
+        let files = std::fs::read_dir(rec).unwrap().count();
         let (out, err) = ok(&s3, "nft-recorder", &["push", rec, url]);
         let id = Path::new(rec).file_name().unwrap().to_str().unwrap();
-        assert!(out.trim().starts_with(&format!("{url}/host={host}/date=")), "{out}");
+        let at = format!("{url}/host={host}/date=");
+        assert!(out.trim().starts_with(&at), "{out}");
         assert!(out.trim().ends_with(&format!("/{id}")), "{out}");
-        let files = std::fs::read_dir(rec).unwrap().count();
-        assert_eq!(pushed(&err), (files, 0), "{err}");
+        let first = if host == "box-a" {
+            (files, 0)
+        } else {
+            (0, files)
+        };
+        assert_eq!(pushed(&err), first, "{err}");
         let (again, err) = ok(&s3, "nft-recorder", &["push", rec, url]);
         assert_eq!(again, out);
         assert_eq!(pushed(&err), (0, files), "{err}");
@@ -231,10 +285,18 @@ fn recordings_pushed_to_s3_are_queried_as_one_fleet() {
     let (out, err) = ok(
         &s3,
         "nft-analyzer",
-        &["sql", &format!("{url}/host=box-a"), "SELECT host, events FROM recordings", "--format", "csv"],
+        &[
+            "sql",
+            &format!("{url}/host=box-a"),
+            "SELECT host, events FROM recordings",
+            "--format",
+            "csv",
+        ],
     );
     assert!(err.contains("fetched 1 recording(s)"), "{err}");
-    let events_a = nft_tests::manifest(Path::new(a))["events"].as_u64().unwrap();
+    let events_a = nft_tests::manifest(Path::new(a))["events"]
+        .as_u64()
+        .unwrap();
     assert_eq!(out, format!("host,events\nbox-a,{events_a}\n"));
 
     // The same layout in a directory, which DuckDB reads as Hive partitions.
@@ -248,7 +310,12 @@ fn recordings_pushed_to_s3_are_queried_as_one_fleet() {
     }
     let by_host = "SELECT r.host, count(*) AS n FROM events e JOIN recordings r USING (recording) \
                    GROUP BY r.host ORDER BY r.host";
-    let ours = ok(&s3, "nft-analyzer", &["sql", url, by_host, "--format", "csv"]).0;
+    let ours = ok(
+        &s3,
+        "nft-analyzer",
+        &["sql", url, by_host, "--format", "csv"],
+    )
+    .0;
     let duck = nft_tests::duckdb(
         &copy,
         "SELECT host, count(*) FROM read_parquet('{dir}/**/events-*.parquet', \
@@ -260,7 +327,12 @@ fn recordings_pushed_to_s3_are_queried_as_one_fleet() {
         .map(|r| format!("{},{}\n", r[0].as_str().unwrap(), r[1]))
         .collect();
     assert_eq!(ours, format!("host,n\n{duck}"));
-    let from_copy = ok(&s3, "nft-analyzer", &["sql", &copy_url, by_host, "--format", "csv"]).0;
+    let from_copy = ok(
+        &s3,
+        "nft-analyzer",
+        &["sql", &copy_url, by_host, "--format", "csv"],
+    )
+    .0;
     assert_eq!(from_copy, ours, "file:// reads like s3://");
     let _ = std::fs::remove_dir_all(&copy);
 }
@@ -290,7 +362,15 @@ fn an_interrupted_push_resumes_and_ends_byte_identical() {
     // push gives up after its retry timeout with an error naming the URL.
     let mut push = s3
         .env(&mut Command::new(workspace_bin("nft-recorder")))
-        .args(["push", rec, url, "--retry-timeout", "2", "--request-timeout", "5"])
+        .args([
+            "push",
+            rec,
+            url,
+            "--retry-timeout",
+            "2",
+            "--request-timeout",
+            "5",
+        ])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -309,7 +389,10 @@ fn an_interrupted_push_resumes_and_ends_byte_identical() {
     } else {
         assert!(err.contains("s3://fleet/f/host=synth-1/"), "{err}");
         // One unanswered request (5 s), the retries' 2 s, the abort's 5 s.
-        assert!(waited < Duration::from_secs(30), "the push took {waited:?} to fail");
+        assert!(
+            waited < Duration::from_secs(30),
+            "the push took {waited:?} to fail"
+        );
     }
     let (out, err) = ok(&s3, "nft-recorder", &["push", rec, url]);
     let (uploaded, skipped) = pushed(&err);
@@ -335,19 +418,64 @@ fn bad_fleet_input_gets_clear_errors_naming_the_url() {
     nft_analyzer::synth::generate(&dir, &spec).unwrap();
     let rec = dir.to_str().unwrap();
 
-    // Arguments: refused before any request (exit 2).
+    // Arguments: refused before any request (exit 2); `record --push` to a
+    // missing bucket before anything is attached.
+    let out = fails(
+        &s3,
+        "nft-recorder",
+        &[
+            "record",
+            "-o",
+            "/tmp/nt-fleet-never",
+            "--push",
+            "s3://nobucket/p",
+        ],
+        2,
+    );
+    assert!(
+        out.contains("--push: s3://nobucket/") && out.contains("NoSuchBucket"),
+        "{out}"
+    );
+    assert!(!Path::new("/tmp/nt-fleet-never").exists());
     let err = fails(&s3, "nft-recorder", &["push", rec, "http://x/y"], 2);
-    assert!(err.contains("expected s3://BUCKET/PREFIX or file:///DIR"), "{err}");
-    let err = fails(&s3, "nft-recorder", &["push", "/nonexistent", "s3://fleet/p"], 2);
+    assert!(
+        err.contains("expected s3://BUCKET/PREFIX or file:///DIR"),
+        "{err}"
+    );
+    let err = fails(
+        &s3,
+        "nft-recorder",
+        &["push", "/nonexistent", "s3://fleet/p"],
+        2,
+    );
     assert!(err.contains("/nonexistent is not a recording"), "{err}");
     // A missing bucket, on both sides.
     let err = fails(&s3, "nft-recorder", &["push", rec, "s3://nobucket/p"], 1);
-    assert!(err.contains("s3://nobucket/") && err.contains("NoSuchBucket"), "{err}");
-    let err = fails(&s3, "nft-analyzer", &["sql", "s3://nobucket/p", "SELECT 1"], 2);
-    assert!(err.contains("s3://nobucket/p") && err.contains("NoSuchBucket"), "{err}");
+    assert!(
+        err.contains("s3://nobucket/") && err.contains("NoSuchBucket"),
+        "{err}"
+    );
+    let err = fails(
+        &s3,
+        "nft-analyzer",
+        &["sql", "s3://nobucket/p", "SELECT 1"],
+        2,
+    );
+    assert!(
+        err.contains("s3://nobucket/p") && err.contains("NoSuchBucket"),
+        "{err}"
+    );
     // A prefix without recordings.
-    let err = fails(&s3, "nft-analyzer", &["sql", "s3://fleet/empty", "SELECT 1"], 2);
-    assert!(err.contains("s3://fleet/empty: no recording there"), "{err}");
+    let err = fails(
+        &s3,
+        "nft-analyzer",
+        &["sql", "s3://fleet/empty", "SELECT 1"],
+        2,
+    );
+    assert!(
+        err.contains("s3://fleet/empty: no recording there"),
+        "{err}"
+    );
     // An unreachable endpoint: an error within the retry time.
     let start = Instant::now();
     let out = Command::new(workspace_bin("nft-recorder"))
@@ -362,7 +490,11 @@ fn bad_fleet_input_gets_clear_errors_naming_the_url() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("s3://fleet/"), "{err}");
-    assert!(start.elapsed() < Duration::from_secs(60), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        start.elapsed()
+    );
 
     // A recording of a newer schema among older ones: named by its URL.
     ok(&s3, "nft-recorder", &["push", rec, "s3://fleet/mixed"]);
@@ -378,8 +510,17 @@ fn bad_fleet_input_gets_clear_errors_naming_the_url() {
     json["schema_version"] = 99.into();
     json["host"] = "box-new".into();
     std::fs::write(&manifest, json.to_string()).unwrap();
-    ok(&s3, "nft-recorder", &["push", newer.to_str().unwrap(), "s3://fleet/mixed"]);
-    let err = fails(&s3, "nft-analyzer", &["sql", "s3://fleet/mixed", "SELECT 1"], 2);
+    ok(
+        &s3,
+        "nft-recorder",
+        &["push", newer.to_str().unwrap(), "s3://fleet/mixed"],
+    );
+    let err = fails(
+        &s3,
+        "nft-analyzer",
+        &["sql", "s3://fleet/mixed", "SELECT 1"],
+        2,
+    );
     assert!(
         err.contains("s3://fleet/mixed/host=box-new/") && err.contains("schema version 99"),
         "{err}"

@@ -10,10 +10,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use arrow::record_batch::RecordBatch;
-use nft_schema::{files, fleet};
 use nft_schema::manifest::{Manifest, MANIFEST_FILE};
 use nft_schema::tables::names;
 use nft_schema::SCHEMA_VERSION;
+use nft_schema::{files, fleet};
 
 use crate::notes::Notes;
 use crate::safe_read::{read_small, MAX_MANIFEST_BYTES};
@@ -275,16 +275,25 @@ fn open_segment(
 /// layout (`…/host=<host>/date=<day>/<id>`), where ids repeat across hosts.
 fn display_name(dir: &Path) -> String {
     let full = dir.canonicalize().ok();
-    let name = |p: Option<&Path>| p.and_then(Path::file_name).map(|n| n.to_string_lossy().into_owned());
+    let name = |p: Option<&Path>| {
+        p.and_then(Path::file_name)
+            .map(|n| n.to_string_lossy().into_owned())
+    };
     let Some(id) = name(full.as_deref()) else {
         return dir.display().to_string();
     };
     let date = full.as_deref().and_then(Path::parent);
     let host = date.and_then(Path::parent);
-    let is = |n: &str, column: &str| n.strip_prefix(column).and_then(move |r| r.strip_prefix('=')).is_some();
+    let is = |n: &str, column: &str| {
+        n.strip_prefix(column)
+            .and_then(move |r| r.strip_prefix('='))
+            .is_some()
+    };
     let in_layout = name(date).is_some_and(|d| is(&d, fleet::DATE));
     match name(host) {
-        Some(h) if in_layout && is(&h, fleet::HOST) => format!("{}/{id}", &h[fleet::HOST.len() + 1..]),
+        Some(h) if in_layout && is(&h, fleet::HOST) => {
+            format!("{}/{id}", &h[fleet::HOST.len() + 1..])
+        }
         _ => id,
     }
 }

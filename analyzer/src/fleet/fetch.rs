@@ -83,7 +83,7 @@ pub async fn fetch(url: &str) -> Result<Fetched, FleetError> {
             .create(&target)
             .map_err(local)?;
         for meta in objects {
-            out.bytes += copy(&dest, &meta, &target).await?;
+            out.bytes += copy(&dest, meta, &target).await?;
             out.files += 1;
         }
         out.recordings.push(target);
@@ -111,8 +111,8 @@ fn group<'a>(dest: &Destination, objects: &'a [ObjectMeta]) -> Grouped<'a> {
             ignored += 1;
             continue;
         };
-        let known = name == MANIFEST_FILE
-            || !matches!(files::parse(&name), File::Temporary | File::Other);
+        let known =
+            name == MANIFEST_FILE || !matches!(files::parse(&name), File::Temporary | File::Other);
         if !known {
             ignored += 1;
             continue;
@@ -130,9 +130,8 @@ fn group<'a>(dest: &Destination, objects: &'a [ObjectMeta]) -> Grouped<'a> {
         }
         let mut rel: PathBuf = parts.iter().map(|p| fleet::segment(p)).collect();
         if rel.as_os_str().is_empty() {
-            rel = PathBuf::from(fleet::segment(
-                dest.prefix.parts().last().as_ref().map_or("recording", |p| p.as_ref()),
-            ));
+            let last = dest.prefix.filename().unwrap_or("recording");
+            rel = PathBuf::from(fleet::segment(last));
         }
         out.insert(rel, objects);
     }

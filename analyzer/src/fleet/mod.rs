@@ -26,13 +26,13 @@ pub enum FleetError {
     Url(#[from] nft_schema::store::UrlError),
     #[error("{url}: {why}")]
     Store { url: String, why: String },
-    #[error("{url}: no recording there (no {} below it)", nft_schema::manifest::MANIFEST_FILE)]
+    #[error(
+        "{url}: no recording there (no {} below it)",
+        nft_schema::manifest::MANIFEST_FILE
+    )]
     Empty { url: String },
     #[error("a private copy of {url}: {source}")]
-    Local {
-        url: String,
-        source: std::io::Error,
-    },
+    Local { url: String, source: std::io::Error },
 }
 
 /// The recording arguments with every URL replaced by the local copies of

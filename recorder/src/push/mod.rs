@@ -9,6 +9,7 @@
 //! stopped and a second push uploads nothing. Each request is retried with
 //! backoff; nothing local is ever changed or deleted.
 
+pub mod follow;
 pub mod upload;
 
 use std::os::unix::fs::OpenOptionsExt;
@@ -181,9 +182,11 @@ fn recording_files(rec: &Path) -> Result<Listing, PushError> {
     for entry in std::fs::read_dir(rec).map_err(|e| PushError::io(rec, e))? {
         let entry = entry.map_err(|e| PushError::io(rec, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let meta = entry.metadata().map_err(|e| PushError::io(&entry.path(), e))?;
-        let known = name == MANIFEST_FILE
-            || !matches!(files::parse(&name), File::Temporary | File::Other);
+        let meta = entry
+            .metadata()
+            .map_err(|e| PushError::io(&entry.path(), e))?;
+        let known =
+            name == MANIFEST_FILE || !matches!(files::parse(&name), File::Temporary | File::Other);
         if meta.file_type().is_file() && known {
             files.push((name, meta.len()));
         } else {

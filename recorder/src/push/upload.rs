@@ -14,8 +14,8 @@ use md5::{Digest, Md5};
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
 
-use nft_schema::store::Destination;
 use super::PushError;
+use nft_schema::store::Destination;
 
 /// The multipart part size, and the size above which a file goes in parts
 /// (S3 takes parts of 5 MiB and more).
@@ -93,7 +93,10 @@ pub async fn put(
             if n == 0 {
                 break;
             }
-            write.wait_for_capacity(PARTS_IN_FLIGHT).await.map_err(failed)?;
+            write
+                .wait_for_capacity(PARTS_IN_FLIGHT)
+                .await
+                .map_err(failed)?;
             write.write(&buf[..n]);
         }
         Ok::<(), PushError>(())
