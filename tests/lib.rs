@@ -2,6 +2,7 @@
 //! and traffic, torn down on drop. Tests using them need root (CI is root).
 
 pub mod browser;
+pub mod s3;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

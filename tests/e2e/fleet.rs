@@ -5,97 +5,11 @@
 //! fleet-wide by nft-analyzer, and by DuckDB over the local Hive copy.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use nft_tests::s3::S3Server;
 use nft_tests::{firewall_traffic, kernel_lock, recording_dir, workspace_bin, TwoHosts};
-
-/// A moto S3 server on a free loopback port, stopped on drop.
-struct S3Server {
-    child: Child,
-    endpoint: String,
-}
-
-impl S3Server {
-    fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("python3")
-            .args([
-                "-m",
-                "moto.server",
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn moto.server (scripts/setup.sh installs moto[server])");
-        let server = Self {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-        };
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "moto never listened"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        server
-    }
-
-    /// The client side's configuration, as a user sets it.
-    fn env<'a>(&self, cmd: &'a mut Command) -> &'a mut Command {
-        cmd.env("AWS_ENDPOINT", &self.endpoint)
-            .env("AWS_ALLOW_HTTP", "true")
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_REGION", "us-east-1")
-    }
-
-    fn create_bucket(&self, bucket: &str) {
-        self.python(&format!("s3.create_bucket(Bucket='{bucket}')"));
-    }
-
-    /// Runs `code` with `s3` a boto3 client of this server; its stdout.
-    fn python(&self, code: &str) -> String {
-        let script = format!(
-            "import boto3, sys\ns3 = boto3.client('s3', endpoint_url='{}', \
-             aws_access_key_id='test', aws_secret_access_key='test', region_name='us-east-1')\n{code}",
-            self.endpoint
-        );
-        let out = Command::new("python3")
-            .args(["-c", &script])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn signal(&self, sig: libc::c_int) {
-        // SAFETY: signalling our own child.
-        assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
-    }
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        self.signal(libc::SIGCONT);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn tool(s3: &S3Server, bin: &str, args: &[&str]) -> Output {
     s3.env(&mut Command::new(workspace_bin(bin)))

@@ -8,6 +8,7 @@ mod damaged_recordings;
 mod diff_recordings;
 mod discover_cli;
 mod fleet;
+mod fleet_bench;
 mod load_bench;
 mod nftrace_ipv6;
 mod record_filters;
