@@ -187,23 +187,11 @@ pub fn run_bin<S: AsRef<std::ffi::OsStr>>(name: &str, args: impl IntoIterator<It
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-static KERNEL: std::sync::RwLock<()> = std::sync::RwLock::new(());
-
 /// Serialises tests that load eBPF programs or count what is loaded, so one
 /// test's programs are never mistaken for another's leftovers.
-pub fn kernel_lock() -> std::sync::RwLockWriteGuard<'static, ()> {
-    KERNEL
-        .write()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// Held by a QEMU guest suite: the guests run beside each other (a TCG
-/// guest's recorder starts keep about one core busy, so two guests fill the
-/// two), never beside a host test that loads programs or times itself.
-pub fn guest_lock() -> std::sync::RwLockReadGuard<'static, ()> {
-    KERNEL
-        .read()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+pub fn kernel_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The recorder's programs loaded in the kernel (tracepoint slots and the
